@@ -1,0 +1,9 @@
+"""Ray Serve deployments wrapping the engines in models/. REGISTRY maps a catalog backend's
+`engine` to its deployment class; the app builder binds one deployment per configured backend."""
+from __future__ import annotations
+
+from deployments.text_embedding import TextEmbeddingDeployment
+
+REGISTRY = {
+    "text_embedding": TextEmbeddingDeployment,
+}

@@ -1,0 +1,1 @@
+"""rawinfer: shared pieces (settings, catalog, storage, CLI) of the raw inference service."""

@@ -1,0 +1,5 @@
+def main() -> None:
+    pass
+
+if __name__ == "__main__":
+    main()

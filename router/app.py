@@ -1,0 +1,151 @@
+"""The FastAPI ingress as a Ray Serve deployment, and the app builder serve_config.yaml names.
+
+`build_app(args)` reads Settings once (args override the environment), loads the catalog, binds
+one deployment per configured backend (deployments.REGISTRY picks the class) and the ingress
+with handles to them. Everything the replicas receive is plain data.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from ray import serve
+from ray.exceptions import RayError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from rawinfer.catalog import Catalog, load_catalog
+from rawinfer.errors import InvalidRequest, PayloadTooLarge, RawInferError, Unavailable
+from rawinfer.settings import REPO_ROOT, Settings
+from rawinfer.store import Store
+from router.errors import error_response, for_status
+from router.gateway import Backend, Gateway
+from router.logs import request_id_from, request_id_var, setup_logging
+
+log = logging.getLogger("rawinfer.ingress")
+api = FastAPI(title="rawinfer", version="0.1.0",
+              description="Raw inference: one endpoint for chat, embeddings, transcription and vision.")
+
+
+def _rid(request: Request) -> str:
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = request.state.request_id = request_id_from(request.headers.get("x-request-id"))
+    request_id_var.set(rid)
+    return rid
+
+
+@api.exception_handler(RawInferError)
+async def _known(request: Request, exc: RawInferError) -> Response:
+    return error_response(exc, _rid(request))
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation(request: Request, exc: RequestValidationError) -> Response:
+    return error_response(InvalidRequest("request does not match the API: " + str(exc.errors()[0].get("msg", ""))), _rid(request))
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    messages = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
+    return error_response(for_status(exc.status_code, messages.get(exc.status_code, str(exc.detail))), _rid(request))
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return error_response(for_status(500, "internal error; the request id identifies it in the server logs"), _rid(request))
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {cap}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge(f"request body is over the limit of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
+
+
+def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
+    """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s."""
+
+    async def call(payload: dict[str, Any]) -> dict[str, Any]:
+        response = handle.remote(payload)
+        try:
+            return await response
+        except BackPressureError:
+            raise Unavailable(f"{name} is overloaded; retry shortly") from None
+        except RayError:
+            log.exception("backend %s failed", name)
+            raise Unavailable(f"{name} is not available right now; retry shortly") from None
+        except BaseException:
+            response.cancel()  # timeout or client gone: stop the work in the replica
+            raise
+
+    return call
+
+
+@serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256,
+                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64})
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, settings: dict[str, Any], catalog: dict[str, Any], backends: dict[str, DeploymentHandle]):
+        setup_logging()
+        self.settings = Settings(**settings)
+        store = Store(self.settings.database_url)
+        store.create_schema()
+        callers = {name: handle_backend(name, h) for name, h in backends.items()}
+        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store)
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.post("/v1/inference")
+    async def inference(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        rid = _rid(request)
+        body = await read_body(request, self.settings.max_body_bytes)
+        out = await self.gateway.infer(body, request.headers.get("authorization"), request.headers.get("x-namespace"))
+        out["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        out["request_id"] = rid
+        return _json(out)
+
+    @api.get("/v1/inference/models")
+    async def models(self, request: Request) -> Response:
+        rid = _rid(request)
+        out = await self.gateway.list_models(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        out["request_id"] = rid
+        return _json(out)
+
+
+def build_app(args: dict[str, Any] | None = None):
+    """Serve's app builder (`import_path: router.app:build_app`; `args:` in serve_config.yaml)."""
+    from deployments import REGISTRY
+
+    args = dict(args or {})
+    settings = Settings(**args.get("settings", {}))
+    path = Path(args.get("catalog") or settings.catalog_path)
+    catalog = load_catalog(path if path.is_absolute() else REPO_ROOT / path)
+    backends = {}
+    for name, spec in catalog.backends.items():
+        if spec.configured:
+            data = spec.model_dump(mode="json") | {"cache_dir": str(settings.cache_dir)}
+            backends[name] = REGISTRY[spec.engine].options(name=name).bind(data)
+    return Ingress.bind(settings.model_dump(mode="json"), catalog.model_dump(mode="json"), backends)

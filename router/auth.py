@@ -1,0 +1,79 @@
+"""Authentication and namespace checks at the ingress (401 / 400 / 404 / 403).
+
+Lookups hit the database through `Store` in a worker thread and are cached for
+`auth_cache_ttl_s` seconds, so a revoked key stops working on every replica within that time.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Generic, TypeVar
+
+from rawinfer.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from rawinfer.store import NAMESPACE_ID_RE, NAMESPACE_NAME_RE, KeyInfo, NamespaceInfo, Store, hash_key
+
+T = TypeVar("T")
+
+
+class TTLCache(Generic[T]):
+    def __init__(self, ttl_s: float, max_entries: int = 10_000):
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._data: dict[str, tuple[float, T]] = {}
+
+    async def get(self, key: str, load: Callable[[], T]) -> T:
+        now = time.monotonic()
+        hit = self._data.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        value = await asyncio.to_thread(load)
+        if len(self._data) >= self.max_entries:
+            self._data.clear()
+        self._data[key] = (now, value)
+        return value
+
+
+def bearer_secret(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing API key: send the header 'Authorization: Bearer sk_...'")
+    scheme, _, secret = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("malformed Authorization header: use 'Authorization: Bearer sk_...'")
+    return secret.strip()
+
+
+def namespace_ref(header: str | None) -> str:
+    if header is None or not header.strip():
+        raise InvalidRequest("missing X-Namespace header: send a namespace id (ns_...) or name")
+    ref = header.strip()
+    if not (NAMESPACE_ID_RE.match(ref) or NAMESPACE_NAME_RE.match(ref)):
+        raise InvalidRequest("X-Namespace is not a namespace id (ns_ followed by 12+ letters or digits) "
+                             "or name (lowercase letters, digits and '-')")
+    return ref
+
+
+class Authenticator:
+    def __init__(self, store: Store, ttl_s: float):
+        self.store = store
+        self._keys: TTLCache[KeyInfo | None] = TTLCache(ttl_s)
+        self._namespaces: TTLCache[NamespaceInfo | None] = TTLCache(ttl_s)
+
+    async def key(self, authorization: str | None) -> KeyInfo:
+        secret = bearer_secret(authorization)
+        # cached by the secret's hash: the secret itself is never kept in memory beyond this call
+        key = await self._keys.get(hash_key(secret), lambda: self.store.authenticate(secret))
+        if key is None or not key.active():
+            raise Unauthenticated("invalid API key: it is unknown, revoked or expired")
+        return key
+
+    async def namespace(self, key: KeyInfo, header: str | None) -> NamespaceInfo:
+        ref = namespace_ref(header)
+        ns = await self._namespaces.get(ref, lambda: self.store.find_namespace(ref))
+        if ns is None:
+            raise NotFound(f"namespace {ref!r} does not exist")
+        if not key.may_use(ns):
+            raise Forbidden(f"this API key may not use namespace {ref!r}")
+        return ns
+
+    async def __call__(self, authorization: str | None, namespace: str | None) -> tuple[KeyInfo, NamespaceInfo]:
+        key = await self.key(authorization)
+        return key, await self.namespace(key, namespace)

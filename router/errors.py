@@ -1,0 +1,80 @@
+"""The one table that turns exceptions into HTTP statuses, and the contract's error body.
+
+Every layer raises (or returns over a handle) the classes in rawinfer.errors; only this module
+knows their statuses. Anything else that escapes is a 500 with a generic message: the trace goes
+to the log, never to the client.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from rawinfer.errors import (
+    DeadlineExceeded, Forbidden, InferenceFailed, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
+    ProviderError, RateLimited, RawInferError, Unauthenticated, Unavailable,
+)
+
+STATUS: dict[type[RawInferError], tuple[int, str]] = {
+    InvalidRequest: (400, "BadRequestError"),
+    Unauthenticated: (401, "AuthenticationError"),
+    Forbidden: (403, "PermissionDeniedError"),
+    NotFound: (404, "NotFoundError"),
+    MethodNotAllowed: (405, "MethodNotAllowedError"),
+    PayloadTooLarge: (413, "PayloadTooLargeError"),
+    RateLimited: (429, "RateLimitError"),
+    InferenceFailed: (500, "InternalServerError"),
+    ProviderError: (502, "BadGatewayError"),
+    Unavailable: (503, "ServiceUnavailableError"),
+    DeadlineExceeded: (504, "GatewayTimeoutError"),
+}
+_BY_STATUS = {status: (cls, name) for cls, (status, name) in STATUS.items()}
+
+
+def status_of(exc: RawInferError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return STATUS[InferenceFailed]
+
+
+def for_status(status: int, message: str) -> RawInferError:
+    """The exception for a status that a framework produced (e.g. Starlette's 404/405)."""
+    cls, _ = _BY_STATUS.get(status, (InvalidRequest if 400 <= status < 500 else InferenceFailed, ""))
+    return cls(message)
+
+
+def error_body(exc: RawInferError, request_id: str) -> tuple[int, dict[str, Any]]:
+    status, kind = status_of(exc)
+    return status, {
+        "success": False,
+        "status": status,
+        "error": {"type": kind, "message": exc.message, "details": exc.details},
+        "request_id": request_id,
+    }
+
+
+def error_response(exc: RawInferError, request_id: str) -> Response:
+    status, body = error_body(exc, request_id)
+    # Serve's proxy echoes X-Request-Id on every response; the body carries it too.
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return Response(orjson.dumps(body, default=str), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def invalid(e: ValidationError, where: str) -> InvalidRequest:
+    """A pydantic error as a 400 that lists each bad field and what is wrong with it. The
+    offending values are not echoed back (they may be large, or secret)."""
+    problems = []
+    for err in e.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in (where, *err["loc"]) if p != "")
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append({"field": loc or where, "message": msg})
+    first = problems[0] if problems else {"field": where, "message": "invalid"}
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return InvalidRequest(f"{first['field']}: {first['message']}{more}", {"errors": problems[:50]})

@@ -1,0 +1,118 @@
+"""The ingress's request path, free of Ray and of the web framework.
+
+auth -> parse -> validate -> resolve -> task -> payload -> backend call (with deadline) -> response.
+Backends are async callables taking and returning plain data (router/app.py wraps Serve handles
+into them). Raises rawinfer.errors classes; router/errors.py turns them into statuses.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Mapping
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from rawinfer.catalog import Catalog
+from rawinfer.errors import (
+    DeadlineExceeded, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error,
+)
+from rawinfer.settings import Settings
+from rawinfer.store import KeyInfo, NamespaceInfo, Store
+from router.auth import Authenticator
+from router.contract import InferenceRequest, Task, detect_task
+from router.errors import invalid
+from router.resolution import Addressing, CatalogIndex, Target, resolve
+from router.tasks import TASKS
+
+log = logging.getLogger("rawinfer.ingress")
+Backend = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def parse_json(body: bytes, max_bytes: int) -> Any:
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {max_bytes}")
+    if not body:
+        raise InvalidRequest("request body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"request body is not valid JSON: {str(e).split(':')[0]}")
+
+
+def validated(model: type[BaseModel], obj: Any, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"{where or 'body'} must be a JSON object")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        raise invalid(e, where) from None
+
+
+class Gateway:
+    def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store,
+                 media: Any = None):
+        self.settings = settings
+        self.index = CatalogIndex(catalog)
+        self.backends = backends
+        self.auth = Authenticator(store, settings.auth_cache_ttl_s)
+        self.media = media
+
+    async def call(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+        backend = self.backends.get(target.backend)
+        if backend is None:
+            raise Unavailable(f"{target.address} is in the catalog but its deployment is not running")
+        try:
+            result = await asyncio.wait_for(backend(payload), self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(
+                f"{target.address} did not answer within {self.settings.request_timeout_s:g} s") from None
+        if is_wire_error(result):
+            raise from_wire(result)
+        return result
+
+    async def infer(self, body: bytes, authorization: str | None, namespace: str | None) -> dict[str, Any]:
+        """Runs one `POST /v1/inference`; returns the response body without latency/request id."""
+        key, ns = await self.auth(authorization, namespace)
+        req: InferenceRequest = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
+        target = resolve(Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index)
+        if not target.configured:
+            note = self.index.catalog.backends[target.backend].note
+            raise InvalidRequest(f"{target.address} is not configured on this server"
+                                 + (f": {note}" if note else ""), {"backend": target.backend})
+        task = detect_task(req.inputs, target.tasks)
+        spec = TASKS.get(task)
+        if spec is None:
+            raise InvalidRequest(f"task {task.value} is not served by this server yet")
+        inputs = validated(spec.inputs, req.inputs, "inputs")
+        params = validated(spec.params, req.parameters, "parameters")
+        payload = await spec.build(inputs, params, self.media)
+        result = await self.call(target, payload)
+        log.info("served target=%s backend=%s namespace=%s task=%s", target.address, target.backend, ns.id, task.value)
+        return {
+            "data": result["data"],
+            "provider": target.provider,
+            "model": result.get("model") or target.served_model,
+            "tokens_used": result.get("tokens_used"),
+            "cache_hit": bool(result.get("cache_hit", False)),
+        }
+
+    async def list_models(self, authorization: str | None, namespace: str | None) -> dict[str, Any]:
+        key, ns = await self.auth(authorization, namespace)
+        return {"namespace": ns.id, "data": self.listing()}
+
+    def listing(self) -> list[dict[str, Any]]:
+        out = []
+        for t in self.index.catalog.targets:
+            b = self.index.catalog.backends[t.backend]
+            if not b.configured:
+                status = "not_configured"
+            else:
+                status = "available" if t.backend in self.backends else "unavailable"
+            out.append({
+                "provider": t.provider, "model": t.model, "inference_name": t.inference_name,
+                "feature_uris": t.feature_uris, "tasks": [x.value for x in b.tasks],
+                "served_by": {"provider": b.provider, "model": b.served_model},
+                "status": status, **({"note": b.note} if b.note and not b.configured else {}),
+            })
+        return out

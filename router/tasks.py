@@ -1,0 +1,37 @@
+"""Per-task handling at the ingress: which input and parameter models validate a request, and
+how the validated request becomes the plain-data payload a backend deployment receives.
+
+A registry (task -> TaskSpec), no if/elif over tasks. Media given by URL or base64 is fetched and
+decoded to bytes here, once, so backends receive bytes and never reach the network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from pydantic import BaseModel
+
+from router.contract import MultimodalParams, Task, TextEmbeddingParams, TextInputs
+
+
+class MediaLoader(Protocol):
+    async def load(self, url: str | None, b64: str | None) -> bytes: ...
+
+
+Build = Callable[[Any, Any, MediaLoader], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    inputs: type[BaseModel]
+    params: type[BaseModel]
+    build: Build
+
+
+async def _text_embedding(inputs: TextInputs, params: TextEmbeddingParams, media: MediaLoader) -> dict[str, Any]:
+    return {"texts": inputs.as_list(), "single": inputs.text is not None, "parameters": params.model_dump()}
+
+
+TASKS: dict[Task, TaskSpec] = {
+    Task.text_embedding: TaskSpec(TextInputs, TextEmbeddingParams, _text_embedding),
+}

@@ -1,0 +1,83 @@
+"""Shared fixtures.
+
+`service` starts a real local Ray and deploys serve_config.yaml (the embedded default) with test
+overrides: a free port, a fresh SQLite database, the test catalog extensions. Tests talk to it
+over real HTTP with httpx. It is session-scoped: Ray and the models start once per run.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    url: str
+    database_url: str
+    keys: dict[str, str] = field(default_factory=dict)  # label -> secret
+    namespaces: dict[str, str] = field(default_factory=dict)  # name -> id
+    key_ids: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, key: str = "a", namespace: str = "team-a") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[key]}", "X-Namespace": namespace}
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 120), **kw)
+
+
+def seed_tenants(database_url: str) -> Service:
+    from rawinfer.store import Store
+
+    store = Store(database_url)
+    store.create_schema()
+    svc = Service(url="", database_url=database_url)
+    for name in ("team-a", "team-b"):
+        svc.namespaces[name] = store.create_namespace(name).id
+    other = store.create_namespace("other-org-ns", org="other-org")
+    svc.namespaces["other-org-ns"] = other.id
+    for label, ns in (("a", ["team-a"]), ("b", ["team-b"]), ("all", None)):
+        info, secret = store.create_key(f"test-{label}", namespaces=ns)
+        svc.keys[label], svc.key_ids[label] = secret, info.id
+    info, secret = store.create_key("revoked", namespaces=["team-a"])
+    store.revoke_key(info.id)
+    svc.keys["revoked"] = secret
+    return svc
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.pop("RAY_ADDRESS", None)
+    import ray
+    from ray import serve
+
+    from rawinfer.launch import deploy, load_config
+
+    tmp = tmp_path_factory.mktemp("service")
+    db = f"sqlite:///{tmp / 'rawinfer.db'}"
+    svc = seed_tenants(db)
+    port = free_port()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
+             log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
+    try:
+        deploy(load_config(port=port, settings={"database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024}))
+        svc.url = f"http://127.0.0.1:{port}"
+        yield svc
+    finally:
+        serve.shutdown()
+        ray.shutdown()
