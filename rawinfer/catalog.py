@@ -49,6 +49,7 @@ class TargetSpec(BaseModel):
     model: str | None = None
     inference_name: str | None = None
     feature_uris: list[str] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list, description="a plugin's named outputs (feature URI output segments)")
 
     @model_validator(mode="after")
     def _named(self) -> "TargetSpec":

@@ -58,6 +58,8 @@ class CatalogIndex:
                 self.by_pair[(t.provider, t.model)] = t.backend
             if t.inference_name is not None:
                 self.by_name[t.inference_name] = t.backend
+                if t.outputs:
+                    self.outputs[t.inference_name] = frozenset(t.outputs)
                 for uri in t.feature_uris:
                     self.by_uri[uri] = t.inference_name
 
