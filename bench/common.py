@@ -1,0 +1,64 @@
+"""Shared by the benchmarks: start the real service (Ray + serve_config.yaml) in this process
+with a throwaway database, and small statistics helpers."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(settings: dict | None = None, deployments: dict | None = None, num_cpus: int | None = None):
+    """Starts Ray and the app; returns (base_url, headers)."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.pop("RAY_ADDRESS", None)
+    import ray
+
+    from rawinfer.launch import deploy, load_config
+    from rawinfer.store import Store
+
+    db = f"sqlite:///{tempfile.mkdtemp(prefix='rawinfer-bench-')}/db.sqlite"
+    store = Store(db)
+    store.create_schema()
+    store.create_namespace("bench")
+    _, secret = store.create_key("bench", namespaces=["bench"])
+    port = free_port()
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+             namespace="serve", log_to_driver=False)
+    deploy(load_config(port=port, settings={"database_url": db, **(settings or {})}, deployments=deployments))
+    return f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {secret}", "X-Namespace": "bench"}
+
+
+def stop_service() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def summary(values_ms: list[float]) -> str:
+    return f"p50 {statistics.median(values_ms):7.2f} ms  p99 {pct(values_ms, 99):7.2f} ms  (n={len(values_ms)})"
+
+
+def machine() -> str:
+    return (f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
