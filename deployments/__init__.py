@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from deployments.text_embedding import TextEmbeddingDeployment
+from deployments.transcription import TranscriptionDeployment
 
 REGISTRY = {
     "text_embedding": TextEmbeddingDeployment,
+    "transcription": TranscriptionDeployment,
 }

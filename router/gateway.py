@@ -17,10 +17,11 @@ from rawinfer.catalog import Catalog
 from rawinfer.errors import (
     DeadlineExceeded, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error,
 )
+from rawinfer.media import MediaFetcher
 from rawinfer.settings import Settings
-from rawinfer.store import KeyInfo, NamespaceInfo, Store
+from rawinfer.store import Store
 from router.auth import Authenticator
-from router.contract import InferenceRequest, Task, detect_task
+from router.contract import InferenceRequest, detect_task
 from router.errors import invalid
 from router.resolution import Addressing, CatalogIndex, Target, resolve
 from router.tasks import TASKS
@@ -50,13 +51,12 @@ def validated(model: type[BaseModel], obj: Any, where: str) -> Any:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store,
-                 media: Any = None):
+    def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store):
         self.settings = settings
         self.index = CatalogIndex(catalog)
         self.backends = backends
         self.auth = Authenticator(store, settings.auth_cache_ttl_s)
-        self.media = media
+        self.media = MediaFetcher(settings.media)
 
     async def call(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         backend = self.backends.get(target.backend)

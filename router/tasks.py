@@ -11,7 +11,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel
 
-from router.contract import MultimodalParams, Task, TextEmbeddingParams, TextInputs
+from models.transcription import TranscriptionParams
+from router.contract import Task, TextEmbeddingParams, TextInputs, TranscriptionInputs
 
 
 class MediaLoader(Protocol):
@@ -32,6 +33,12 @@ async def _text_embedding(inputs: TextInputs, params: TextEmbeddingParams, media
     return {"texts": inputs.as_list(), "single": inputs.text is not None, "parameters": params.model_dump()}
 
 
+async def _transcription(inputs: TranscriptionInputs, params: TranscriptionParams, media: MediaLoader) -> dict[str, Any]:
+    audio = await media.load(inputs.audio_url, inputs.audio_base64)
+    return {"audio": audio, "parameters": params.model_dump()}
+
+
 TASKS: dict[Task, TaskSpec] = {
     Task.text_embedding: TaskSpec(TextInputs, TextEmbeddingParams, _text_embedding),
+    Task.transcription: TaskSpec(TranscriptionInputs, TranscriptionParams, _transcription),
 }

@@ -6,7 +6,10 @@ over real HTTP with httpx. It is session-scoped: Ray and the models start once p
 """
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+
+MEDIA_HOST = "127.0.0.2"
 
 
 def free_port() -> int:
@@ -75,9 +81,40 @@ def service(tmp_path_factory) -> Service:
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
              log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
     try:
-        deploy(load_config(port=port, settings={"database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024}))
+        deploy(load_config(port=port, settings={
+            "database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024,
+            # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
+            "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
+        }))
         svc.url = f"http://127.0.0.1:{port}"
         yield svc
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    redirects: dict[str, str] = {}
+
+    def do_GET(self):
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def media_server(tmp_path_factory):
+    """A static file server on 127.0.0.2 (the only address the test service may fetch from).
+    Returns (base_url, folder, redirects: path -> Location)."""
+    folder = tmp_path_factory.mktemp("media")
+    handler = functools.partial(_Files, directory=str(folder))
+    server = http.server.ThreadingHTTPServer((MEDIA_HOST, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{MEDIA_HOST}:{server.server_address[1]}", folder, _Files.redirects
+    server.shutdown()

@@ -17,43 +17,7 @@ from models.transcription import (TranscriptionParams, WhisperEngine, parse_tran
                                   prepare_packaged_whisper)
 from rawinfer.errors import InvalidRequest
 
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-
-
-def _references() -> dict[str, str]:
-    refs = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        m = re.match(r"<s> (.*) </s> \((.*)\)", line.strip())
-        if m:
-            refs[m.group(2)] = m.group(1)
-    return refs
-
-
-REFS = _references()
-CLIP = "sense_and_sensibility_01_austen_64kb-0870"  # "and mister john dashwood had then leisure ..."
-
-
-def normalise(text: str) -> list[str]:
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"\bmr\b\.?", "mister", text)
-    text = re.sub(r"\bmrs\b\.?", "missus", text)
-    return re.sub(r"[^a-z0-9' ]+", " ", text).split()
-
-
-def word_errors(ref: str, hyp: str) -> tuple[int, int]:
-    """(edit distance in words, reference length)."""
-    r, h = normalise(ref), normalise(hyp)
-    row = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        prev, row[0] = row[0], i
-        for j, hw in enumerate(h, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
-    return row[len(h)], len(r)
-
-
-def wer(ref: str, hyp: str) -> float:
-    errors, n = word_errors(ref, hyp)
-    return errors / max(n, 1)
+from helpers import CLIP, LIBRIVOX, REFS, wer, word_errors  # noqa: F401
 
 
 def test_wer_function():
