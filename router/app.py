@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import orjson
 from fastapi import FastAPI, Request
@@ -19,14 +19,15 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from rawinfer.catalog import Catalog, load_catalog
 from rawinfer.errors import InvalidRequest, PayloadTooLarge, RawInferError, Unavailable
 from rawinfer.settings import REPO_ROOT, Settings
 from rawinfer.store import Store
-from router.errors import error_response, for_status
-from router.gateway import Backend, Gateway
+from router.contract import InferenceRequest
+from router.errors import error_body, error_response, for_status
+from router.gateway import Backend, Gateway, parse_json, validated
 from router.logs import request_id_from, request_id_var, setup_logging
 
 log = logging.getLogger("rawinfer.ingress")
@@ -82,6 +83,40 @@ def _json(body: Any, status: int = 200) -> Response:
                     media_type="application/json")
 
 
+def _sse(event: str, data: Any) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
+
+
+async def sse_response(events: AsyncIterator[dict[str, Any]], t0: float, rid: str) -> Response:
+    """Server-Sent Events: `event: delta` per text delta, then `event: final` with the full
+    response object. The first event is awaited before answering, so a request that fails early
+    gets a normal error response; a failure after that ends the stream with `event: error`
+    carrying the contract's error body."""
+    first = await events.__anext__()
+
+    async def body():
+        event = first
+        try:
+            while True:
+                if "final" in event:
+                    final = event["final"]
+                    final["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                    final["request_id"] = rid
+                    yield _sse("final", final)
+                    return
+                yield _sse("delta", event)
+                event = await events.__anext__()
+        except StopAsyncIteration:
+            return
+        except RawInferError as e:
+            yield _sse("error", error_body(e, rid)[1])
+        finally:
+            await events.aclose()  # client gone or done: stop the generation upstream
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
     """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s."""
 
@@ -98,6 +133,20 @@ def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
             response.cancel()  # timeout or client gone: stop the work in the replica
             raise
 
+    async def stream(payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        gen = handle.options(stream=True, method_name="stream").remote(payload)
+        try:
+            async for event in gen:
+                yield event
+        except BackPressureError:
+            raise Unavailable(f"{name} is overloaded; retry shortly") from None
+        except RayError:
+            log.exception("backend %s failed while streaming", name)
+            raise Unavailable(f"{name} failed while streaming; retry") from None
+        finally:
+            gen.cancel()
+
+    call.stream = stream
     return call
 
 
@@ -122,7 +171,12 @@ class Ingress:
         t0 = time.perf_counter()
         rid = _rid(request)
         body = await read_body(request, self.settings.max_body_bytes)
-        out = await self.gateway.infer(body, request.headers.get("authorization"), request.headers.get("x-namespace"))
+        _, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        req = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
+        prepared = await self.gateway.prepare(req, ns)
+        if prepared.stream:
+            return await sse_response(self.gateway.stream(prepared), t0, rid)
+        out = await self.gateway.execute(prepared)
         out["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         out["request_id"] = rid
         return _json(out)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -19,15 +20,24 @@ from rawinfer.errors import (
 )
 from rawinfer.media import MediaFetcher
 from rawinfer.settings import Settings
-from rawinfer.store import Store
+from rawinfer.store import NamespaceInfo, Store
 from router.auth import Authenticator
-from router.contract import InferenceRequest, detect_task
+from router.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
 from router.resolution import Addressing, CatalogIndex, Target, resolve
 from router.tasks import TASKS
 
 log = logging.getLogger("rawinfer.ingress")
-Backend = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Backend = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # may also have .stream(payload)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    target: Target
+    task: Task
+    payload: dict[str, Any]
+    stream: bool
+    namespace: NamespaceInfo
 
 
 def parse_json(body: bytes, max_bytes: int) -> Any:
@@ -71,10 +81,8 @@ class Gateway:
             raise from_wire(result)
         return result
 
-    async def infer(self, body: bytes, authorization: str | None, namespace: str | None) -> dict[str, Any]:
-        """Runs one `POST /v1/inference`; returns the response body without latency/request id."""
-        key, ns = await self.auth(authorization, namespace)
-        req: InferenceRequest = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
+    async def prepare(self, req: InferenceRequest, ns: NamespaceInfo) -> Prepared:
+        """Resolution, task detection, validation and media loading: everything before the backend."""
         target = resolve(Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index)
         if not target.configured:
             note = self.index.catalog.backends[target.backend].note
@@ -87,15 +95,47 @@ class Gateway:
         inputs = validated(spec.inputs, req.inputs, "inputs")
         params = validated(spec.params, req.parameters, "parameters")
         payload = await spec.build(inputs, params, self.media)
-        result = await self.call(target, payload)
-        log.info("served target=%s backend=%s namespace=%s task=%s", target.address, target.backend, ns.id, task.value)
+        return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns)
+
+    def _response(self, p: Prepared, result: dict[str, Any]) -> dict[str, Any]:
+        log.info("served target=%s backend=%s namespace=%s task=%s", p.target.address, p.target.backend,
+                 p.namespace.id, p.task.value)
         return {
             "data": result["data"],
-            "provider": target.provider,
-            "model": result.get("model") or target.served_model,
+            "provider": p.target.provider,
+            "model": result.get("model") or p.target.served_model,
             "tokens_used": result.get("tokens_used"),
             "cache_hit": bool(result.get("cache_hit", False)),
         }
+
+    async def execute(self, p: Prepared) -> dict[str, Any]:
+        return self._response(p, await self.call(p.target, p.payload))
+
+    async def stream(self, p: Prepared) -> AsyncIterator[dict[str, Any]]:
+        """Events for a streaming request: `{"delta": str}`..., then `{"final": response body}`.
+        Errors before the first event raise (a normal error response); later ones end the stream
+        with `{"error": <contract error>}` (see router/app.py)."""
+        backend = self.backends.get(p.target.backend)
+        if backend is None or not hasattr(backend, "stream"):
+            raise Unavailable(f"{p.target.address} cannot stream right now")
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        events = backend.stream(p.payload).__aiter__()
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                event = await asyncio.wait_for(events.__anext__(), max(remaining, 0.001))
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                await events.aclose()
+                raise DeadlineExceeded(
+                    f"{p.target.address} did not finish within {self.settings.request_timeout_s:g} s") from None
+            if is_wire_error(event):
+                raise from_wire(event)
+            if "final" in event:
+                yield {"final": self._response(p, event["final"])}
+                return
+            yield event
 
     async def list_models(self, authorization: str | None, namespace: str | None) -> dict[str, Any]:
         key, ns = await self.auth(authorization, namespace)
