@@ -2,10 +2,12 @@
 `engine` to its deployment class; the app builder binds one deployment per configured backend."""
 from __future__ import annotations
 
+from deployments.chat import ChatDeployment
 from deployments.text_embedding import TextEmbeddingDeployment
 from deployments.transcription import TranscriptionDeployment
 
 REGISTRY = {
+    "chat": ChatDeployment,
     "text_embedding": TextEmbeddingDeployment,
     "transcription": TranscriptionDeployment,
 }

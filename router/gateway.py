@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
@@ -24,10 +25,12 @@ from rawinfer.store import NamespaceInfo, Store
 from router.auth import Authenticator
 from router.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
+from router.logs import request_id_var
 from router.resolution import Addressing, CatalogIndex, Target, resolve
 from router.tasks import TASKS
 
 log = logging.getLogger("rawinfer.ingress")
+GRACE_S = 2.0  # the ingress's backstop after the deadline that engines enforce themselves
 Backend = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # may also have .stream(payload)
 
 
@@ -68,12 +71,19 @@ class Gateway:
         self.auth = Authenticator(store, settings.auth_cache_ttl_s)
         self.media = MediaFetcher(settings.media)
 
+    def _call_meta(self) -> dict[str, Any]:
+        """What every backend call carries besides its task payload: the deadline engines enforce
+        themselves (aborting their work) and a unique id for engine-side request tracking."""
+        return {"timeout_s": self.settings.request_timeout_s,
+                "request_id": f"{request_id_var.get()}-{uuid.uuid4().hex[:8]}"}
+
     async def call(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         backend = self.backends.get(target.backend)
         if backend is None:
             raise Unavailable(f"{target.address} is in the catalog but its deployment is not running")
+        payload = {**payload, **self._call_meta()}
         try:
-            result = await asyncio.wait_for(backend(payload), self.settings.request_timeout_s)
+            result = await asyncio.wait_for(backend(payload), self.settings.request_timeout_s + GRACE_S)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(
                 f"{target.address} did not answer within {self.settings.request_timeout_s:g} s") from None
@@ -118,8 +128,8 @@ class Gateway:
         backend = self.backends.get(p.target.backend)
         if backend is None or not hasattr(backend, "stream"):
             raise Unavailable(f"{p.target.address} cannot stream right now")
-        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
-        events = backend.stream(p.payload).__aiter__()
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s + GRACE_S
+        events = backend.stream({**p.payload, **self._call_meta()}).__aiter__()
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
             try:

@@ -11,8 +11,9 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel
 
+from models.chat import ChatParams
 from models.transcription import TranscriptionParams
-from router.contract import Task, TextEmbeddingParams, TextInputs, TranscriptionInputs
+from router.contract import ChatInputs, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs
 
 
 class MediaLoader(Protocol):
@@ -38,7 +39,12 @@ async def _transcription(inputs: TranscriptionInputs, params: TranscriptionParam
     return {"audio": audio, "parameters": params.model_dump()}
 
 
+async def _chat(inputs: ChatInputs, params: ChatParams, media: MediaLoader) -> dict[str, Any]:
+    return {**inputs.model_dump(exclude_none=True), "parameters": params.model_dump(by_alias=True)}
+
+
 TASKS: dict[Task, TaskSpec] = {
+    Task.chat: TaskSpec(ChatInputs, ChatParams, _chat),
     Task.text_embedding: TaskSpec(TextInputs, TextEmbeddingParams, _text_embedding),
     Task.transcription: TaskSpec(TranscriptionInputs, TranscriptionParams, _transcription),
 }

@@ -118,3 +118,26 @@ def media_server(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://{MEDIA_HOST}:{server.server_address[1]}", folder, _Files.redirects
     server.shutdown()
+
+
+OFFLINE_PROMPTS = ["What is the capital of France?", "Name three primary colours."]
+
+
+@pytest.fixture(scope="session")
+def offline_vllm() -> dict[str, dict]:
+    """Greedy answers (32 new tokens) of vLLM's offline LLM.chat for OFFLINE_PROMPTS on the
+    packaged SmolLM2, computed once per run in a subprocess."""
+    import json
+    import subprocess
+
+    from models.chat import prepare_packaged_smollm2
+    from rawinfer.settings import Settings
+
+    args = {"model_dir": str(prepare_packaged_smollm2(Settings().cache_dir)), "max_model_len": 1024,
+            "max_tokens": 32, "prompts": OFFLINE_PROMPTS}
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "offline_vllm.py")], input=json.dumps(args),
+                          capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):])

@@ -86,28 +86,18 @@ def greedy(max_tokens=32, **kw):
 
 
 @needs_vllm
-def test_greedy_matches_offline_llm(chat, model_dir):
+def test_greedy_matches_offline_llm(chat, offline_vllm):
     """The async engine's greedy answer equals vLLM's offline `LLM.chat` (its own chat template
-    rendering) with the same settings. Both engines live in this process for a moment."""
+    rendering) with the same settings (computed in a subprocess, see conftest.offline_vllm)."""
     engine, run = chat
-    prompt = "What is the capital of France?"
-    ours = run(engine.generate(prompts=[prompt], params=greedy(), request_id="greedy", timeout_s=120))
-    from vllm import LLM, SamplingParams
-
-    llm = LLM(model=str(model_dir), max_model_len=MAX_MODEL_LEN, enforce_eager=True, disable_log_stats=True,
-              dtype=engine.resolved_dtype)
-    try:
-        (ref,) = llm.chat([{"role": "user", "content": prompt}], SamplingParams(temperature=0, max_tokens=32),
-                          use_tqdm=False)
-    finally:
-        llm.llm_engine.engine_core.shutdown()
-        del llm
-    (resp,) = ours["responses"]
-    assert resp["text"] == ref.outputs[0].text
-    assert "Paris" in resp["text"] and resp["finish_reason"] == "stop"
-    assert ours["tokens_used"]["prompt"] == len(ref.prompt_token_ids)
-    assert ours["tokens_used"]["completion"] == len(ref.outputs[0].token_ids)
-    assert ours["model"] == SERVED
+    for prompt, ref in offline_vllm.items():
+        ours = run(engine.generate(prompts=[prompt], params=greedy(), request_id="greedy", timeout_s=120))
+        (resp,) = ours["responses"]
+        assert resp["text"] == ref["text"]
+        assert ours["tokens_used"]["prompt"] == ref["prompt_tokens"]
+        assert ours["tokens_used"]["completion"] == ref["completion_tokens"]
+        assert ours["model"] == SERVED
+    assert "Paris" in offline_vllm["What is the capital of France?"]["text"]
 
 
 @needs_vllm

@@ -1,0 +1,72 @@
+"""Ray Serve deployment for local chat: one vLLM async engine per replica (continuous batching
+across every concurrent request), autoscaled on ongoing requests. Resources come from
+serve_config.yaml (`num_gpus` on a GPU cluster, a CPU fraction here); engine options (context
+length, KV cache size, eager mode, dtype) from the catalog backend's `options`."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ray import serve
+
+from deployments.base import guarded
+from models.chat import MARKER, ChatEngine, ChatParams, prepare_packaged_smollm2
+from rawinfer.catalog import resolve_model_path
+from rawinfer.errors import RawInferError, to_wire
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=64,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 32},
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+    graceful_shutdown_timeout_s=20,
+)
+class ChatDeployment:
+    async def __init__(self, spec: dict[str, Any]):
+        opts = spec.get("options", {})
+        path = resolve_model_path(spec["model_path"], spec["cache_dir"])
+        if opts.get("prepare_packaged") and not (Path(path) / MARKER).is_file():
+            # a node where `make setup` did not run: convert the packaged GGUF once (about 80 s)
+            path = str(await asyncio.to_thread(prepare_packaged_smollm2, Path(spec["cache_dir"])))
+        self.engine = ChatEngine(
+            path, served_model=spec["served_model"], max_model_len=int(opts.get("max_model_len", 2048)),
+            enforce_eager=bool(opts.get("enforce_eager", True)), kv_cache_space_gb=opts.get("kv_cache_space_gb", 1),
+            dtype=opts.get("dtype", "auto"), gpu_memory_utilization=float(opts.get("gpu_memory_utilization", 0.9)),
+            tensor_parallel_size=int(opts.get("tensor_parallel_size", 1)), extra_engine_args=opts.get("engine_args"),
+            max_prompts=int(opts.get("max_prompts", 64)),
+        )
+        await self.engine.start()
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()  # raises when the engine died: Serve restarts the replica
+
+    def num_running(self) -> int:
+        return self.engine.num_running()
+
+    @staticmethod
+    def _args(request: dict[str, Any]) -> dict[str, Any]:
+        return {"prompts": request.get("prompts"), "system": request.get("system"), "messages": request.get("messages"),
+                "params": ChatParams.model_validate(request["parameters"]),
+                "request_id": request.get("request_id") or uuid.uuid4().hex, "timeout_s": request.get("timeout_s")}
+
+    @guarded
+    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self.engine.generate(**self._args(request))
+        return {"data": {"responses": result["responses"]}, "model": result["model"], "tokens_used": result["tokens_used"]}
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """`{"delta": str}` events, then `{"final": {...}}`; an error is yielded as its wire form.
+        Serve cancels this generator when the client goes away; the engine then aborts."""
+        try:
+            async for event in self.engine.stream(**self._args(request)):
+                if "final" in event:
+                    f = event["final"]
+                    event = {"final": {"data": {"responses": f["responses"]}, "model": f["model"],
+                                       "tokens_used": f["tokens_used"]}}
+                yield event
+        except RawInferError as e:
+            yield to_wire(e)
