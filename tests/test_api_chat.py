@@ -37,7 +37,7 @@ def post(http, service, body, **kw):
 
 def test_prompts_answered_each_and_equal_offline_vllm(http, service, offline_vllm):
     prompts = list(offline_vllm)
-    for addressing in (LOCAL, {"inference_name": "smollm2_135m_instruct_v1"}):
+    for addressing in (LOCAL, {"inference_name": "instruct_chat_v1"}):
         r = post(http, service, {**addressing, "inputs": {"prompts": prompts}, "parameters": GREEDY})
         assert r.status_code == 200, r.text
         body = r.json()
