@@ -25,6 +25,7 @@ from rawinfer.catalog import Catalog, load_catalog
 from rawinfer.errors import InvalidRequest, PayloadTooLarge, RawInferError, Unavailable
 from rawinfer.settings import REPO_ROOT, Settings
 from rawinfer.store import Store
+from router import openai_compat as oai
 from router.contract import InferenceRequest
 from router.errors import error_body, error_response, for_status
 from router.gateway import Backend, Gateway, parse_json, validated
@@ -180,6 +181,31 @@ class Ingress:
         out["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         out["request_id"] = rid
         return _json(out)
+
+    # OpenAI-compatible routes (router/openai_compat.py): same gateway, OpenAI's shapes and errors
+    @api.post("/v1/chat/completions")
+    @oai.openai_errors
+    async def chat_completions(self, request: Request) -> Response:
+        _rid(request)
+        return await oai.chat_completions(self.gateway, request, await read_body(request, self.settings.max_body_bytes))
+
+    @api.post("/v1/embeddings")
+    @oai.openai_errors
+    async def embeddings(self, request: Request) -> Response:
+        _rid(request)
+        return await oai.embeddings(self.gateway, request, await read_body(request, self.settings.max_body_bytes))
+
+    @api.post("/v1/audio/transcriptions")
+    @oai.openai_errors
+    async def transcriptions(self, request: Request) -> Response:
+        _rid(request)
+        return await oai.transcriptions(self.gateway, request)
+
+    @api.get("/v1/models")
+    @oai.openai_errors
+    async def openai_models(self, request: Request) -> Response:
+        _rid(request)
+        return await oai.models(self.gateway, request)
 
     @api.get("/v1/inference/models")
     async def models(self, request: Request) -> Response:

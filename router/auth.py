@@ -65,7 +65,11 @@ class Authenticator:
             raise Unauthenticated("invalid API key: it is unknown, revoked or expired")
         return key
 
-    async def namespace(self, key: KeyInfo, header: str | None) -> NamespaceInfo:
+    async def namespace(self, key: KeyInfo, header: str | None, *, key_default: bool = False) -> NamespaceInfo:
+        """The namespace named by X-Namespace; with `key_default` (OpenAI-compatible routes, for
+        clients that cannot set headers) a key limited to one namespace defaults to it."""
+        if key_default and (header is None or not header.strip()) and key.namespaces and len(key.namespaces) == 1:
+            header = key.namespaces[0]
         ref = namespace_ref(header)
         ns = await self._namespaces.get(ref, lambda: self.store.find_namespace(ref))
         if ns is None:
@@ -74,6 +78,7 @@ class Authenticator:
             raise Forbidden(f"this API key may not use namespace {ref!r}")
         return ns
 
-    async def __call__(self, authorization: str | None, namespace: str | None) -> tuple[KeyInfo, NamespaceInfo]:
+    async def __call__(self, authorization: str | None, namespace: str | None, *,
+                       key_default: bool = False) -> tuple[KeyInfo, NamespaceInfo]:
         key = await self.key(authorization)
-        return key, await self.namespace(key, namespace)
+        return key, await self.namespace(key, namespace, key_default=key_default)

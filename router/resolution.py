@@ -142,3 +142,22 @@ def _resolve_uri(uri: str, index: CatalogIndex) -> Target:
             {"tried": tried, "known_feature_uris": _known(index.by_uri)},
         )
     return index.target(index.by_name[inference_name], uri)
+
+
+def addressing_for_model(name: str, index: CatalogIndex) -> Addressing:
+    """How an OpenAI-compatible route's `model` names a target: `provider/model`
+    (`local/smollm2-135m-instruct`, `openai/gpt-4o-mini`), an inference name, a feature URI, or a
+    bare model name, tried as OpenAI's (the client is OpenAI's: `whisper-1`) and then as local."""
+    if name.startswith("mixpeek://"):
+        return Addressing(feature_uri=name)
+    provider, sep, model = name.partition("/")
+    if sep and provider in index.catalog.providers:
+        return Addressing(provider=provider, model=model)
+    if name in index.by_name:
+        return Addressing(inference_name=name)
+    for provider in ("openai", "local"):
+        if (provider, name) in index.by_pair:
+            return Addressing(provider=provider, model=name)
+    known = [f"{p}/{m}" for p, m in index.by_pair] + list(index.by_name)
+    raise InvalidRequest(f"unknown model {name!r}: use provider/model, an inference name or a feature URI",
+                         {"tried": name, "known_models": _known(known)})
