@@ -6,6 +6,7 @@ with handles to them. Everything the replicas receive is plain data.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -29,11 +30,18 @@ from router import openai_compat as oai
 from router.contract import InferenceRequest
 from router.errors import error_body, error_response, for_status
 from router.gateway import Backend, Gateway, parse_json, validated
+from router.metrics import Metrics, MetricsMiddleware
 from router.logs import request_id_from, request_id_var, setup_logging
 
 log = logging.getLogger("rawinfer.ingress")
 api = FastAPI(title="rawinfer", version="0.1.0",
               description="Raw inference: one endpoint for chat, embeddings, transcription and vision.")
+api.add_middleware(MetricsMiddleware)
+
+
+def _state(request: Request) -> dict[str, Any]:
+    """The ASGI scope's state dict (what the metrics middleware reads after the response)."""
+    return request.scope.setdefault("state", {})
 
 
 def _rid(request: Request) -> str:
@@ -160,12 +168,24 @@ class Ingress:
         self.settings = Settings(**settings)
         store = Store(self.settings.database_url)
         store.create_schema()
+        MetricsMiddleware.metrics = Metrics()
+        self.app_name = serve.get_replica_context().app_name
         callers = {name: handle_backend(name, h) for name, h in backends.items()}
         self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store)
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz(self) -> Response:
+        """200 when every deployment of the app is healthy; 503 naming those that are not."""
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(self.app_name)
+        deployments = {name: str(getattr(d.status, "value", d.status)) for name, d in (app.deployments if app else {}).items()}
+        not_ready = sorted(n for n, s in deployments.items() if s != "HEALTHY")
+        body = {"ready": bool(deployments) and not not_ready, "deployments": deployments, "not_ready": not_ready}
+        return _json(body, 200 if body["ready"] else 503)
 
     @api.post("/v1/inference")
     async def inference(self, request: Request) -> Response:
@@ -174,7 +194,7 @@ class Ingress:
         body = await read_body(request, self.settings.max_body_bytes)
         _, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
         req = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
-        prepared = await self.gateway.prepare(req, ns)
+        prepared = await self.gateway.prepare(req, ns, _state(request))
         if prepared.stream:
             return await sse_response(self.gateway.stream(prepared), t0, rid)
         out = await self.gateway.execute(prepared)

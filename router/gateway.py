@@ -41,6 +41,7 @@ class Prepared:
     payload: dict[str, Any]
     stream: bool
     namespace: NamespaceInfo
+    state: dict[str, Any]  # the request's state (metrics and logs read target, namespace, tokens)
 
 
 def parse_json(body: bytes, max_bytes: int) -> Any:
@@ -91,9 +92,13 @@ class Gateway:
             raise from_wire(result)
         return result
 
-    async def prepare(self, req: InferenceRequest, ns: NamespaceInfo) -> Prepared:
-        """Resolution, task detection, validation and media loading: everything before the backend."""
+    async def prepare(self, req: InferenceRequest, ns: NamespaceInfo, state: dict[str, Any] | None = None) -> Prepared:
+        """Resolution, task detection, validation and media loading: everything before the backend.
+        `state` (the HTTP request's state) receives the namespace, target and later the tokens."""
+        state = {} if state is None else state
+        state["namespace"] = ns.id
         target = resolve(Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index)
+        state["target"] = target.address
         if not target.configured:
             note = self.index.catalog.backends[target.backend].note
             raise InvalidRequest(f"{target.address} is not configured on this server"
@@ -105,9 +110,12 @@ class Gateway:
         inputs = validated(spec.inputs, req.inputs, "inputs")
         params = validated(spec.params, req.parameters, "parameters")
         payload = await spec.build(inputs, params, self.media)
-        return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns)
+        return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns, state)
 
     def _response(self, p: Prepared, result: dict[str, Any]) -> dict[str, Any]:
+        p.state.update(tokens=result.get("tokens_used") or {})
+        if "cache_hit" in result:
+            p.state["cache_hit"] = bool(result["cache_hit"])
         log.info("served target=%s backend=%s namespace=%s task=%s", p.target.address, p.target.backend,
                  p.namespace.id, p.task.value)
         return {

@@ -71,7 +71,7 @@ async def run(gateway: Gateway, request: Request, model: str, inputs: dict[str, 
     addr = addressing_for_model(model, gateway.index)
     req = InferenceRequest(provider=addr.provider, model=addr.model, inference_name=addr.inference_name,
                            feature_uri=addr.feature_uri, inputs=inputs, parameters=parameters)
-    prepared = await gateway.prepare(req, ns)
+    prepared = await gateway.prepare(req, ns, request.scope.setdefault("state", {}))
     if prepared.stream:
         return prepared, {}
     return prepared, await gateway.execute(prepared)

@@ -1,0 +1,65 @@
+"""The service's own Prometheus metrics, recorded at the ingress with `ray.serve.metrics` so Ray's
+metrics export aggregates them across replicas (scrape every node's metrics export port; names
+get Ray's `ray_` prefix, e.g. `ray_rawinfer_requests_total`). Serve's own metrics (queue depth
+`ray_serve_deployment_queued_queries`, replica counts, processing latency) come with the same
+export.
+
+A pure ASGI middleware records every request after the response started: the route template, the
+status, and the target and namespace the gateway put on `request.state`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Histogram
+
+        self.requests = Counter("rawinfer_requests_total", description="Requests by route, target, namespace and status.",
+                                tag_keys=("route", "target", "namespace", "status"))
+        self.latency = Histogram("rawinfer_request_latency_ms", description="Server-side latency in milliseconds.",
+                                 boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("route", "target"))
+        self.tokens = Counter("rawinfer_tokens_total", description="Tokens by target and kind (prompt, completion).",
+                              tag_keys=("target", "kind"))
+        self.cache = Counter("rawinfer_cache_total", description="Semantic cache lookups by target and result.",
+                             tag_keys=("target", "result"))
+
+    def observe(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
+        target = state.get("target", "-")
+        self.requests.inc(tags={"route": route, "target": target, "namespace": state.get("namespace", "-"),
+                                "status": str(status)})
+        self.latency.observe(seconds * 1000, tags={"route": route, "target": target})
+        for kind, n in (state.get("tokens") or {}).items():
+            if kind in ("prompt", "completion") and n:
+                self.tokens.inc(n, tags={"target": target, "kind": kind})
+        if "cache_hit" in state:
+            self.cache.inc(tags={"target": target, "result": "hit" if state["cache_hit"] else "miss"})
+
+
+class MetricsMiddleware:
+    """Records each HTTP request into `Metrics` (set once the replica starts)."""
+
+    metrics: Metrics | None = None
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.metrics is None:
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(route, status[0], time.perf_counter() - t0, scope.get("state") or {})
