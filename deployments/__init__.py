@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from deployments.chat import ChatDeployment
+from deployments.clip import ClipDeployment
 from deployments.text_embedding import TextEmbeddingDeployment
 from deployments.transcription import TranscriptionDeployment
 
 REGISTRY = {
     "chat": ChatDeployment,
+    "clip": ClipDeployment,
     "text_embedding": TextEmbeddingDeployment,
     "transcription": TranscriptionDeployment,
 }

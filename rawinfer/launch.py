@@ -61,4 +61,6 @@ def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
         if app is not None and app.status == "DEPLOY_FAILED":
             raise RuntimeError(f"Serve app {name} failed to deploy: {app.message}")
         time.sleep(0.5)
-    raise TimeoutError(f"Serve app {name} not RUNNING after {timeout_s} s")
+    app = serve.status().applications.get(name)
+    waiting = {d: f"{s.status}: {s.message}" for d, s in (app.deployments if app else {}).items() if s.status != "HEALTHY"}
+    raise TimeoutError(f"Serve app {name} not RUNNING after {timeout_s} s; not healthy: {waiting}")

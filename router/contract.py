@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from rawinfer.errors import InvalidRequest
 
@@ -166,13 +166,13 @@ class TranscriptionInputs(_Strict):
 # --------------------------------------------------------------------------------- parameters
 
 class TextEmbeddingParams(_Strict):
-    normalize: bool = True
+    normalize: StrictBool = True
     input_type: Literal["query", "passage"] | None = None
-    truncate: bool = False
+    truncate: StrictBool = False
 
 
 class MultimodalParams(_Strict):
-    normalize: bool = True
+    normalize: StrictBool = True
     interval_sec: float | None = Field(None, gt=0, le=3600)
     max_frames: int | None = Field(None, ge=1, le=10_000)
 

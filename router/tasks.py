@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from models.chat import ChatParams
 from models.transcription import TranscriptionParams
-from router.contract import ChatInputs, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs
+from router.contract import ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs
 
 
 class MediaLoader(Protocol):
@@ -43,7 +43,18 @@ async def _chat(inputs: ChatInputs, params: ChatParams, media: MediaLoader) -> d
     return {**inputs.model_dump(exclude_none=True), "parameters": params.model_dump(by_alias=True)}
 
 
+async def _multimodal(inputs: MultimodalInputs, params: MultimodalParams, media: MediaLoader) -> dict[str, Any]:
+    base = {"parameters": params.model_dump()}
+    if inputs.text is not None or inputs.texts is not None:
+        texts = [inputs.text] if inputs.text is not None else inputs.texts
+        return {**base, "kind": "text", "texts": texts, "single": inputs.text is not None}
+    if inputs.image_url is not None or inputs.image_base64 is not None:
+        return {**base, "kind": "image", "media": await media.load(inputs.image_url, inputs.image_base64)}
+    return {**base, "kind": "video", "media": await media.load(inputs.video_url, inputs.video_base64)}
+
+
 TASKS: dict[Task, TaskSpec] = {
+    Task.multimodal_embedding: TaskSpec(MultimodalInputs, MultimodalParams, _multimodal),
     Task.chat: TaskSpec(ChatInputs, ChatParams, _chat),
     Task.text_embedding: TaskSpec(TextInputs, TextEmbeddingParams, _text_embedding),
     Task.transcription: TaskSpec(TranscriptionInputs, TranscriptionParams, _transcription),

@@ -38,6 +38,7 @@ class Service:
     keys: dict[str, str] = field(default_factory=dict)  # label -> secret
     namespaces: dict[str, str] = field(default_factory=dict)  # name -> id
     key_ids: dict[str, str] = field(default_factory=dict)
+    catalog_dir: Path | None = None
 
     def headers(self, key: str = "a", namespace: str = "team-a") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[key]}", "X-Namespace": namespace}
@@ -65,6 +66,25 @@ def seed_tenants(database_url: str) -> Service:
     return svc
 
 
+def test_catalog(folder: Path) -> Path:
+    """catalog.yaml with its CLIP backend configured with a tiny test model (random weights saved
+    to a file and loaded back through the production loading code): no CLIP weights exist here."""
+    import yaml
+
+    from models.clip import build_test_model
+
+    name, weights = build_test_model(folder / "clip")
+    catalog = yaml.safe_load((REPO / "catalog.yaml").read_text())
+    clip = catalog["backends"]["clip"]
+    clip.pop("note", None)
+    clip["served_model"] = "rawinfer-test-clip"
+    clip["model_path"] = str(weights)
+    clip["options"].update(model_name=name, model_config_path=str(folder / "clip" / f"{name}.json"), max_frames=50)
+    path = folder / "catalog.test.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    return path
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Service:
     os.environ["RAY_AUTH_MODE"] = "disabled"
@@ -76,17 +96,19 @@ def service(tmp_path_factory) -> Service:
 
     tmp = tmp_path_factory.mktemp("service")
     db = f"sqlite:///{tmp / 'rawinfer.db'}"
+    catalog = test_catalog(tmp)
     svc = seed_tenants(db)
     port = free_port()
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
              log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
     try:
-        deploy(load_config(port=port, settings={
+        deploy(load_config(port=port, catalog=str(catalog), settings={
             "database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024,
             # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
             "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
         }))
         svc.url = f"http://127.0.0.1:{port}"
+        svc.catalog_dir = tmp
         yield svc
     finally:
         serve.shutdown()
