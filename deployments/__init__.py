@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from deployments.chat import ChatDeployment
 from deployments.clip import ClipDeployment
+from deployments.provider import ProviderDeployment
 from deployments.text_embedding import TextEmbeddingDeployment
 from deployments.transcription import TranscriptionDeployment
 
 REGISTRY = {
     "chat": ChatDeployment,
     "clip": ClipDeployment,
+    "provider": ProviderDeployment,
     "text_embedding": TextEmbeddingDeployment,
     "transcription": TranscriptionDeployment,
 }

@@ -38,7 +38,9 @@ class BackendSpec(BaseModel):
 
     @property
     def configured(self) -> bool:
-        return self.model_path is not None
+        """Local backends need weights; a cloud proxy needs none (its credentials are checked
+        separately: a provider without them is listed as unavailable)."""
+        return self.model_path is not None or self.engine == "provider"
 
 
 class TargetSpec(BaseModel):
@@ -50,6 +52,8 @@ class TargetSpec(BaseModel):
     inference_name: str | None = None
     feature_uris: list[str] = Field(default_factory=list)
     outputs: list[str] = Field(default_factory=list, description="a plugin's named outputs (feature URI output segments)")
+    tasks: list[Task] | None = Field(None, description="what this name can do, when narrower than its backend "
+                                     "(a cloud proxy serves many models: text-embedding-3-large cannot chat)")
 
     @model_validator(mode="after")
     def _named(self) -> "TargetSpec":
@@ -77,6 +81,10 @@ class Catalog(BaseModel):
                 raise ValueError(f"target {t.inference_name or f'{t.provider}/{t.model}'} names unknown backend {t.backend!r}")
             if t.provider is not None and t.provider not in self.providers:
                 raise ValueError(f"target names unknown provider {t.provider!r}")
+            extra = set(t.tasks or ()) - set(self.backends[t.backend].tasks)
+            if extra:
+                raise ValueError(f"target {t.inference_name or f'{t.provider}/{t.model}'} claims tasks its backend "
+                                 f"cannot do: {sorted(x.value for x in extra)}")
             keys = ([("pm", t.provider, t.model)] if t.provider else []) + (
                 [("in", t.inference_name)] if t.inference_name else []) + [("uri", u) for u in t.feature_uris]
             for k in keys:

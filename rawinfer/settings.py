@@ -7,6 +7,7 @@ it once in the driver and hands plain data to every deployment; tests construct 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,3 +45,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     auth_cache_ttl_s: float = Field(5.0, ge=0, description="how long a key lookup is reused; revocation takes effect within it")
     media: MediaSettings = Field(default_factory=MediaSettings)
+    providers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per cloud provider: api_key (or api_key_file, a mounted secret), base_url, timeout_s, "
+        "max_retries, ... (models.providers.base.ProviderSettings); e.g. RAWINFER_PROVIDERS__OPENAI__API_KEY. "
+        "Read by each provider deployment itself: never passed between processes",
+    )

@@ -163,7 +163,8 @@ def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
                   autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64})
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, settings: dict[str, Any], catalog: dict[str, Any], backends: dict[str, DeploymentHandle]):
+    def __init__(self, settings: dict[str, Any], catalog: dict[str, Any], backends: dict[str, DeploymentHandle],
+                 providers_ready: dict[str, bool] | None = None):
         setup_logging()
         self.settings = Settings(**settings)
         store = Store(self.settings.database_url)
@@ -171,7 +172,7 @@ class Ingress:
         MetricsMiddleware.metrics = Metrics()
         self.app_name = serve.get_replica_context().app_name
         callers = {name: handle_backend(name, h) for name, h in backends.items()}
-        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store)
+        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready)
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
@@ -239,6 +240,8 @@ def build_app(args: dict[str, Any] | None = None):
     """Serve's app builder (`import_path: router.app:build_app`; `args:` in serve_config.yaml)."""
     from deployments import REGISTRY
 
+    from models.providers import ADAPTERS
+
     args = dict(args or {})
     settings = Settings(**args.get("settings", {}))
     path = Path(args.get("catalog") or settings.catalog_path)
@@ -248,4 +251,8 @@ def build_app(args: dict[str, Any] | None = None):
         if spec.configured:
             data = spec.model_dump(mode="json") | {"cache_dir": str(settings.cache_dir)}
             backends[name] = REGISTRY[spec.engine].options(name=name).bind(data)
-    return Ingress.bind(settings.model_dump(mode="json"), catalog.model_dump(mode="json"), backends)
+    # which cloud providers have credentials (the keys themselves stay in each provider replica)
+    ready = {name: cls.settings_model.model_validate(settings.providers.get(name, {})).key() is not None
+             for name, cls in ADAPTERS.items()}
+    return Ingress.bind(settings.model_dump(mode="json", exclude={"providers"}), catalog.model_dump(mode="json"),
+                        backends, ready)

@@ -27,7 +27,7 @@ from router.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
 from router.logs import request_id_var
 from router.resolution import Addressing, CatalogIndex, Target, resolve
-from router.tasks import TASKS
+from router.tasks import TASKS, provider_payload
 
 log = logging.getLogger("rawinfer.ingress")
 GRACE_S = 2.0  # the ingress's backstop after the deadline that engines enforce themselves
@@ -65,12 +65,24 @@ def validated(model: type[BaseModel], obj: Any, where: str) -> Any:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store):
+    def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store,
+                 providers_ready: Mapping[str, bool] | None = None):
         self.settings = settings
         self.index = CatalogIndex(catalog)
         self.backends = backends
         self.auth = Authenticator(store, settings.auth_cache_ttl_s)
         self.media = MediaFetcher(settings.media)
+        self.providers_ready = dict(providers_ready or {})
+
+    def _refuse_unready(self, target: Target) -> None:
+        if not target.configured:
+            note = self.index.catalog.backends[target.backend].note
+            raise InvalidRequest(f"{target.address} is not configured on this server"
+                                 + (f": {note}" if note else ""), {"backend": target.backend})
+        if target.engine == "provider" and not self.providers_ready.get(target.provider, False):
+            raise InvalidRequest(f"the {target.provider} provider has no credentials on this server, so "
+                                 f"{target.address} cannot be used; ask the operator to configure it",
+                                 {"provider": target.provider})
 
     def _call_meta(self) -> dict[str, Any]:
         """What every backend call carries besides its task payload: the deadline engines enforce
@@ -99,17 +111,15 @@ class Gateway:
         state["namespace"] = ns.id
         target = resolve(Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index)
         state["target"] = target.address
-        if not target.configured:
-            note = self.index.catalog.backends[target.backend].note
-            raise InvalidRequest(f"{target.address} is not configured on this server"
-                                 + (f": {note}" if note else ""), {"backend": target.backend})
+        self._refuse_unready(target)
         task = detect_task(req.inputs, target.tasks)
         spec = TASKS.get(task)
         if spec is None:
             raise InvalidRequest(f"task {task.value} is not served by this server yet")
         inputs = validated(spec.inputs, req.inputs, "inputs")
         params = validated(spec.params, req.parameters, "parameters")
-        payload = await spec.build(inputs, params, self.media)
+        build = provider_payload if target.engine == "provider" else spec.build
+        payload = await build(inputs, params, self.media, task=task, model=target.model)
         return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns, state)
 
     def _response(self, p: Prepared, result: dict[str, Any]) -> dict[str, Any]:
@@ -165,6 +175,8 @@ class Gateway:
             b = self.index.catalog.backends[t.backend]
             if not b.configured:
                 status = "not_configured"
+            elif b.engine == "provider" and not self.providers_ready.get(b.provider, False):
+                status = "unavailable: no credentials"
             else:
                 status = "available" if t.backend in self.backends else "unavailable"
             out.append({

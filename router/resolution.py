@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rawinfer.catalog import Catalog
+from rawinfer.catalog import Catalog, TargetSpec
 from rawinfer.errors import InvalidRequest
 from router.contract import Task
 
@@ -36,6 +36,8 @@ class Target:
     served_model: str
     address: str  # how the client named it, for logs and metrics
     configured: bool = True
+    engine: str = ""
+    model: str | None = None  # the catalog target's own model name (what a cloud proxy asks its provider for)
 
 
 @dataclass(frozen=True)
@@ -49,29 +51,31 @@ class Addressing:
 class CatalogIndex:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
-        self.by_pair: dict[tuple[str, str], str] = {}
-        self.by_name: dict[str, str] = {}
+        self.by_pair: dict[tuple[str, str], TargetSpec] = {}
+        self.by_name: dict[str, TargetSpec] = {}
         self.by_uri: dict[str, str] = {}
         self.outputs: dict[str, frozenset[str]] = {}
         for t in catalog.targets:
             if t.provider is not None and t.model is not None:
-                self.by_pair[(t.provider, t.model)] = t.backend
+                self.by_pair[(t.provider, t.model)] = t
             if t.inference_name is not None:
-                self.by_name[t.inference_name] = t.backend
+                self.by_name[t.inference_name] = t
                 if t.outputs:
                     self.outputs[t.inference_name] = frozenset(t.outputs)
                 for uri in t.feature_uris:
                     self.by_uri[uri] = t.inference_name
 
-    def target(self, backend: str, address: str) -> Target:
-        spec = self.catalog.backends[backend]
+    def target(self, t: TargetSpec, address: str) -> Target:
+        spec = self.catalog.backends[t.backend]
         return Target(
-            backend=backend,
-            tasks=frozenset(spec.tasks),
+            backend=t.backend,
+            tasks=frozenset(t.tasks if t.tasks is not None else spec.tasks),
             provider=spec.provider,
-            served_model=spec.served_model,
+            served_model=t.model if spec.engine == "provider" and t.model else spec.served_model,
             address=address,
             configured=spec.configured,
+            engine=spec.engine,
+            model=t.model,
         )
 
 
@@ -95,13 +99,13 @@ def resolve(addr: Addressing, index: CatalogIndex) -> Target:
     if addr.feature_uri is not None:
         return _resolve_uri(addr.feature_uri, index)
     if addr.inference_name is not None:
-        backend = index.by_name.get(addr.inference_name)
-        if backend is None:
+        spec = index.by_name.get(addr.inference_name)
+        if spec is None:
             raise InvalidRequest(
                 f"unknown inference_name {addr.inference_name!r}",
                 {"tried": addr.inference_name, "known_inference_names": _known(index.by_name)},
             )
-        return index.target(backend, addr.inference_name)
+        return index.target(spec, addr.inference_name)
     if addr.provider is None or addr.model is None:
         raise InvalidRequest("give provider and model, inference_name, or feature_uri")
     providers = index.catalog.providers
@@ -110,14 +114,14 @@ def resolve(addr: Addressing, index: CatalogIndex) -> Target:
             f"unknown provider {addr.provider!r}; use one of {', '.join(providers)}",
             {"tried": addr.provider, "known_providers": list(providers)},
         )
-    backend = index.by_pair.get((addr.provider, addr.model))
-    if backend is None:
+    spec = index.by_pair.get((addr.provider, addr.model))
+    if spec is None:
         models = [m for (p, m) in index.by_pair if p == addr.provider]
         raise InvalidRequest(
             f"unknown model {addr.model!r} for provider {addr.provider!r}",
             {"tried": f"{addr.provider}/{addr.model}", "known_models": _known(models)},
         )
-    return index.target(backend, f"{addr.provider}/{addr.model}")
+    return index.target(spec, f"{addr.provider}/{addr.model}")
 
 
 def _resolve_uri(uri: str, index: CatalogIndex) -> Target:

@@ -13,14 +13,18 @@ from pydantic import BaseModel
 
 from models.chat import ChatParams
 from models.transcription import TranscriptionParams
-from router.contract import ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs
+from rawinfer.errors import InvalidRequest
+from router.contract import (
+    ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs,
+    VisionInputs,
+)
 
 
 class MediaLoader(Protocol):
     async def load(self, url: str | None, b64: str | None) -> bytes: ...
 
 
-Build = Callable[[Any, Any, MediaLoader], Awaitable[dict[str, Any]]]
+Build = Callable[..., Awaitable[dict[str, Any]]]  # (inputs, params, media, *, task, model)
 
 
 @dataclass(frozen=True)
@@ -30,20 +34,20 @@ class TaskSpec:
     build: Build
 
 
-async def _text_embedding(inputs: TextInputs, params: TextEmbeddingParams, media: MediaLoader) -> dict[str, Any]:
+async def _text_embedding(inputs: TextInputs, params: TextEmbeddingParams, media: MediaLoader, **_) -> dict[str, Any]:
     return {"texts": inputs.as_list(), "single": inputs.text is not None, "parameters": params.model_dump()}
 
 
-async def _transcription(inputs: TranscriptionInputs, params: TranscriptionParams, media: MediaLoader) -> dict[str, Any]:
+async def _transcription(inputs: TranscriptionInputs, params: TranscriptionParams, media: MediaLoader, **_) -> dict[str, Any]:
     audio = await media.load(inputs.audio_url, inputs.audio_base64)
     return {"audio": audio, "parameters": params.model_dump()}
 
 
-async def _chat(inputs: ChatInputs, params: ChatParams, media: MediaLoader) -> dict[str, Any]:
+async def _chat(inputs: ChatInputs, params: ChatParams, media: MediaLoader, **_) -> dict[str, Any]:
     return {**inputs.model_dump(exclude_none=True), "parameters": params.model_dump(by_alias=True)}
 
 
-async def _multimodal(inputs: MultimodalInputs, params: MultimodalParams, media: MediaLoader) -> dict[str, Any]:
+async def _multimodal(inputs: MultimodalInputs, params: MultimodalParams, media: MediaLoader, **_) -> dict[str, Any]:
     base = {"parameters": params.model_dump()}
     if inputs.text is not None or inputs.texts is not None:
         texts = [inputs.text] if inputs.text is not None else inputs.texts
@@ -53,7 +57,28 @@ async def _multimodal(inputs: MultimodalInputs, params: MultimodalParams, media:
     return {**base, "kind": "video", "media": await media.load(inputs.video_url, inputs.video_base64)}
 
 
+MEDIA_FIELDS = {"image": ("image_url", "image_base64"), "video": ("video_url", "video_base64"),
+                "audio": ("audio_url", "audio_base64")}
+
+
+async def provider_payload(inputs: BaseModel, params: BaseModel, media: MediaLoader, *, task: Task,
+                           model: str | None) -> dict[str, Any]:
+    """The request a cloud proxy's adapter takes (models/providers/base.py): the validated
+    inputs, with any media fetched here (the provider never sees our URLs or fetches them)."""
+    data = inputs.model_dump(exclude_none=True)
+    for kind, (url_field, b64_field) in MEDIA_FIELDS.items():
+        if url_field in data or b64_field in data:
+            data["media"] = await media.load(data.pop(url_field, None), data.pop(b64_field, None))
+            data["media_kind"] = kind
+    return {"task": task.value, "model": model, "inputs": data, "parameters": params.model_dump(by_alias=True)}
+
+
+async def _vision_local(inputs: VisionInputs, params: ChatParams, media: MediaLoader, **_) -> dict[str, Any]:
+    raise InvalidRequest("vision is served by cloud providers only on this server")
+
+
 TASKS: dict[Task, TaskSpec] = {
+    Task.vision: TaskSpec(VisionInputs, ChatParams, _vision_local),
     Task.multimodal_embedding: TaskSpec(MultimodalInputs, MultimodalParams, _multimodal),
     Task.chat: TaskSpec(ChatInputs, ChatParams, _chat),
     Task.text_embedding: TaskSpec(TextInputs, TextEmbeddingParams, _text_embedding),

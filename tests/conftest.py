@@ -86,9 +86,39 @@ def test_catalog(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Service:
+def fakes():
+    """One fake server per cloud provider API (tests/fake_providers.py), for the whole run."""
+    from fake_providers import Fakes
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        os.environ.pop(var, None)  # loopback only, no proxy in the way
+    f = Fakes()
+    yield f
+    for x in f.all:
+        x.stop()
+
+
+def provider_env(fakes) -> dict[str, str]:
+    """The provider settings the service reads from its environment (as in production)."""
+    from fake_providers import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
+
+    env = {}
+    for name, values in {
+        "openai": {"api_key": OPENAI_KEY, "base_url": fakes.openai.url + "/v1"},
+        "anthropic": {"api_key": ANTHROPIC_KEY, "base_url": fakes.anthropic.url},
+        "google": {"api_key": GOOGLE_KEY, "base_url": fakes.gemini.url, "vertex_project": "proj-1",
+                   "vertex_location": "europe-west4", "vertex_base_url": fakes.vertex.url, "vertex_auth": "api_key"},
+    }.items():
+        for field_, value in {**values, "timeout_s": "10", "backoff_base_s": "0.01", "backoff_max_s": "0.05"}.items():
+            env[f"RAWINFER_PROVIDERS__{name.upper()}__{field_.upper()}"] = value
+    return env
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, fakes) -> Service:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.pop("RAY_ADDRESS", None)
+    os.environ.update(provider_env(fakes))  # before ray.init: every worker inherits it
     import ray
     from ray import serve
 

@@ -38,7 +38,7 @@ CRD_FILES = {"RayService": "ray.io_rayservices.yaml", "RayJob": "ray.io_rayjobs.
 
 # Engines that catalog.gpu.yaml uses before deployments.REGISTRY has them. Remove each one as its
 # deployment lands in REGISTRY; the GPU app graph is built with a stand-in for these meanwhile.
-PENDING_ENGINES = ["provider"]
+PENDING_ENGINES: list[str] = []
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
