@@ -126,8 +126,8 @@ class Gateway:
         p.state.update(tokens=result.get("tokens_used") or {})
         if "cache_hit" in result:
             p.state["cache_hit"] = bool(result["cache_hit"])
-        log.info("served target=%s backend=%s namespace=%s task=%s", p.target.address, p.target.backend,
-                 p.namespace.id, p.task.value)
+        log.info("served", extra={"target": p.target.address, "backend": p.target.backend,
+                                  "namespace": p.namespace.id, "task": p.task.value})
         return {
             "data": result["data"],
             "provider": p.target.provider,

@@ -39,6 +39,7 @@ class Service:
     namespaces: dict[str, str] = field(default_factory=dict)  # name -> id
     key_ids: dict[str, str] = field(default_factory=dict)
     catalog_dir: Path | None = None
+    metrics_url: str = ""
 
     def headers(self, key: str = "a", namespace: str = "team-a") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[key]}", "X-Namespace": namespace}
@@ -128,8 +129,8 @@ def service(tmp_path_factory, fakes) -> Service:
     db = f"sqlite:///{tmp / 'rawinfer.db'}"
     catalog = test_catalog(tmp)
     svc = seed_tenants(db)
-    port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
+    port, metrics_port = free_port(), free_port()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve", _metrics_export_port=metrics_port,
              log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
     try:
         deploy(load_config(port=port, catalog=str(catalog), settings={
@@ -139,6 +140,7 @@ def service(tmp_path_factory, fakes) -> Service:
         }))
         svc.url = f"http://127.0.0.1:{port}"
         svc.catalog_dir = tmp
+        svc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         yield svc
     finally:
         serve.shutdown()

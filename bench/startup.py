@@ -1,0 +1,96 @@
+"""Start-up and footprint: the time from `make run` (after install) to the first 200 of every
+configured deployment, and the resident memory of all service processes at idle and under load.
+Targets (issue 10): <= 60 s; <= 8 GiB.
+
+Run on a machine with nothing else on Ray: `.venv/bin/python bench/startup.py` (it runs
+`make stop`, then `make run`, then `make stop`).
+"""
+from __future__ import annotations
+
+import base64
+import concurrent.futures as cf
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from common import REPO, machine
+
+URL = "http://127.0.0.1:8000"
+WAV = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav")
+PROBES = {  # one real request per configured local deployment
+    "text_embedding": {"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "hello"}},
+    "chat": {"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]},
+             "parameters": {"max_tokens": 4, "temperature": 0}},
+    "whisper_base": {"provider": "local", "model": "whisper-base", "inputs": {"audio_base64": ""}},
+    "whisper_tiny_en": {"provider": "local", "model": "whisper-tiny.en", "inputs": {"audio_base64": ""}},
+}
+
+
+def service_rss() -> int:
+    """Bytes resident in every Ray/Serve process (raylet, GCS, workers, replicas, engines)."""
+    total = 0
+    for p in psutil.process_iter(["cmdline", "memory_info"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if any(k in cmd for k in ("ray::", "raylet", "gcs_server", "ray/_private", "ray/dashboard", "VLLM", "serve run")):
+            total += p.info["memory_info"].rss
+    return total
+
+
+def main() -> None:
+    audio = base64.b64encode(WAV.read_bytes()).decode()
+    for name in ("whisper_base", "whisper_tiny_en"):
+        PROBES[name]["inputs"]["audio_base64"] = audio
+    print(f"# bench/startup.py on {machine()}")
+    subprocess.run(["make", "stop"], cwd=REPO, capture_output=True)
+    subprocess.run(["make", "setup"], cwd=REPO, check=True, capture_output=True)  # install is not timed
+    t0 = time.perf_counter()
+    run = subprocess.Popen(["make", "run"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    key = None
+    ready: dict[str, float] = {}
+    try:
+        while len(ready) < len(PROBES) and time.perf_counter() - t0 < 600:
+            keyfile = REPO / ".rawinfer" / "dev-key"
+            if key is None and keyfile.exists():
+                key = keyfile.read_text().strip()
+            if key:
+                headers = {"Authorization": f"Bearer {key}", "X-Namespace": "dev"}
+                for name, body in PROBES.items():
+                    if name not in ready:
+                        try:
+                            r = httpx.post(URL + "/v1/inference", json=body, headers=headers, timeout=60)
+                            if r.status_code == 200:
+                                ready[name] = time.perf_counter() - t0
+                        except httpx.HTTPError:
+                            pass
+            time.sleep(0.5)
+        run.wait(timeout=600)
+        idle = service_rss()
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                samples.append(service_rss())
+                time.sleep(0.5)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with cf.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: httpx.post(URL + "/v1/inference", json=list(PROBES.values())[i % 4],
+                                               headers=headers, timeout=300), range(48)))
+        stop.set()
+        sampler.join()
+    finally:
+        subprocess.run(["make", "stop"], cwd=REPO, capture_output=True)
+    for name in PROBES:
+        print(f"first 200 from {name:16s} {ready.get(name, float('nan')):6.1f} s after `make run`")
+    print(f"all deployments answering: {max(ready.values(), default=float('nan')):.1f} s  (target <= 60 s)")
+    gib = 1024 ** 3
+    print(f"resident memory, idle: {idle / gib:.2f} GiB; under load (peak): {max(samples, default=0) / gib:.2f} GiB  (target <= 8 GiB)")
+
+
+if __name__ == "__main__":
+    main()

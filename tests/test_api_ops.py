@@ -1,0 +1,75 @@
+"""Operating the service: Prometheus metrics move after requests, /readyz reports a deployment
+that is down (a replica process killed) and recovers when Serve restarts it."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+E5 = "multilingual_e5_large_instruct_v1"
+
+
+def counter(metrics_url: str, name: str, **labels) -> float:
+    """Sum of a Ray-exported counter's series whose labels include `labels`."""
+    total = 0.0
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_requests_tokens_and_latency(service):
+    labels = {"route": "/v1/inference", "target": E5, "status": "200"}
+    before = counter(service.metrics_url, "ray_rawinfer_requests_total", **labels)
+    tokens_before = counter(service.metrics_url, "ray_rawinfer_tokens_total", target=E5, kind="prompt")
+    with service.client() as c:
+        for i in range(5):
+            r = c.post("/v1/inference", json={"inference_name": E5, "inputs": {"text": f"metrics {i}"}}, headers=service.headers())
+            assert r.status_code == 200
+        assert c.post("/v1/inference", json={"inference_name": E5, "inputs": {}}, headers=service.headers()).status_code == 400
+    deadline = time.monotonic() + 60  # Ray exports every few seconds
+    while counter(service.metrics_url, "ray_rawinfer_requests_total", **labels) < before + 5:
+        assert time.monotonic() < deadline, "the request counter did not move"
+        time.sleep(2)
+    assert counter(service.metrics_url, "ray_rawinfer_tokens_total", target=E5, kind="prompt") > tokens_before
+    assert counter(service.metrics_url, "ray_rawinfer_requests_total", route="/v1/inference", status="400") >= 1
+    assert counter(service.metrics_url, "ray_rawinfer_request_latency_ms_count", route="/v1/inference") >= 6
+    text = httpx.get(service.metrics_url, timeout=10).text
+    assert "ray_serve_deployment_queued_queries" in text or "ray_serve_num_ongoing" in text or "ray_serve_" in text
+    assert not re.search(r"sk_[A-Za-z0-9_-]{20,}", text)
+
+
+def replica_pids(deployment: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"ServeReplica:rawinfer:{deployment}$"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_readyz_reports_a_down_deployment_and_its_recovery(service):
+    with service.client() as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["ready"] and "whisper_tiny_en" in body["deployments"] and "ingress" in body["deployments"]
+        pids = replica_pids("whisper_tiny_en")
+        assert pids, "no whisper_tiny_en replica process found"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline, seen_down = time.monotonic() + 30, False
+        while time.monotonic() < deadline and not seen_down:
+            r = c.get("/readyz")
+            seen_down = r.status_code == 503 and "whisper_tiny_en" in r.json()["not_ready"]
+            time.sleep(0.2)
+        assert seen_down, "readyz never reported the killed deployment"
+        deadline = time.monotonic() + 180
+        while c.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the deployment did not recover"
+            time.sleep(1)
+        r = c.post("/v1/inference", headers=service.headers(), json={"provider": "local", "model": "whisper-tiny.en",
+                                                                    "inputs": {"audio_base64": "AAAA"}})
+        assert r.status_code == 400  # served again (undecodable audio is the replica's answer)
