@@ -17,7 +17,11 @@ test-unit: setup
 	.venv/bin/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 bench: setup
-	RAY_AUTH_MODE=disabled .venv/bin/python bench/embeddings.py
+	cd bench && ../.venv/bin/python embeddings.py --serve default
+	cd bench && ../.venv/bin/python embeddings.py --serve tuned
+	cd bench && ../.venv/bin/python transcribe.py
+	cd bench && ../.venv/bin/python chat.py
+	cd bench && ../.venv/bin/python video.py
 
 clean: stop
 	rm -rf .rawinfer

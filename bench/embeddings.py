@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from common import machine, start_service, stop_service, summary
+from common import TUNED_SERVE_ENV, machine, start_service, stop_service, summary
 
 E5 = "multilingual_e5_large_instruct_v1"
 
@@ -92,12 +92,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--serve", choices=["default", "tuned"], default="default",
+                    help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 (see common.py)")
     args = ap.parse_args()
     texts = make_texts(args.texts)
 
-    print(f"# bench/embeddings.py on {machine()}")
+    print(f"# bench/embeddings.py --serve {args.serve} on {machine()}")
     bare_rate, bare_lat = bare(texts, args.reps)
-    url, headers = start_service()
+    url, headers = start_service(env=TUNED_SERVE_ENV if args.serve == "tuned" else None)
     try:
         asyncio.run(http_rate(url, headers, texts[:256], args.chunk, args.concurrency))  # warm up
         chunked = asyncio.run(http_rate(url, headers, texts, args.chunk, args.concurrency))
