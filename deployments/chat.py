@@ -35,7 +35,7 @@ class ChatDeployment:
         self.engine = ChatEngine(
             path, served_model=spec["served_model"], max_model_len=int(opts.get("max_model_len", 2048)),
             enforce_eager=bool(opts.get("enforce_eager", True)), kv_cache_space_gb=opts.get("kv_cache_space_gb", 1),
-            dtype=opts.get("dtype", "auto"), gpu_memory_utilization=float(opts.get("gpu_memory_utilization", 0.9)),
+            dtype=opts.get("dtype", "auto"), gpu_memory_utilization=opts.get("gpu_memory_utilization"),
             tensor_parallel_size=int(opts.get("tensor_parallel_size", 1)), extra_engine_args=opts.get("engine_args"),
             max_prompts=int(opts.get("max_prompts", 64)),
         )

@@ -180,7 +180,7 @@ def _validate_messages(messages: Any) -> list[dict[str, str]]:
 class ChatEngine:
     def __init__(self, model_path: str, *, served_model: str, max_model_len: int = 2048,
                  enforce_eager: bool = True, kv_cache_space_gb: int | None = 1, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float | None = None, tensor_parallel_size: int = 1,
                  extra_engine_args: dict | None = None, max_prompts: int = 64):
         self.model_path = str(model_path)
         self.served_model = served_model
@@ -216,10 +216,18 @@ class ChatEngine:
         self.resolved_dtype = self._resolve_dtype(current_platform)
         args = dict(model=self.model_path, served_model_name=self.served_model,
                     max_model_len=self.max_model_len, enforce_eager=self.enforce_eager,
-                    dtype=self.resolved_dtype, gpu_memory_utilization=self.gpu_memory_utilization,
+                    dtype=self.resolved_dtype, gpu_memory_utilization=self._memory_share(current_platform),
                     tensor_parallel_size=self.tensor_parallel_size, disable_log_stats=True)
         args.update(self.extra_engine_args)
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+
+    def _memory_share(self, platform) -> float:
+        """vLLM's gpu_memory_utilization; unset: 0.9 of a GPU, but 0.2 on CPU, where vLLM reads it
+        as the share of RAM that must be free at start (the KV cache size comes from
+        kv_cache_space_gb there), so 0.9 would refuse to start beside any other process."""
+        if self.gpu_memory_utilization is not None:
+            return self.gpu_memory_utilization
+        return 0.2 if platform.is_cpu() else 0.9
 
     def _resolve_dtype(self, platform) -> str:
         """"auto" is vLLM's choice, except on a CPU without native bfloat16 (no AVX512-BF16/AMX):
