@@ -12,6 +12,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rawinfer.ledger import LedgerSettings
+from rawinfer.limits import LimitSettings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +48,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     auth_cache_ttl_s: float = Field(5.0, ge=0, description="how long a key lookup is reused; revocation takes effect within it")
     media: MediaSettings = Field(default_factory=MediaSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings, description="rate-limit defaults (None: unlimited)")
+    usage: LedgerSettings = Field(default_factory=LedgerSettings, description="the usage ledger's buffering")
     providers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per cloud provider: api_key (or api_key_file, a mounted secret), base_url, timeout_s, "

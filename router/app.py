@@ -22,21 +22,26 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
+from deployments.limiter import shared_caller
 from rawinfer.catalog import Catalog, load_catalog
 from rawinfer.errors import InvalidRequest, PayloadTooLarge, RawInferError, Unavailable
 from rawinfer.settings import REPO_ROOT, Settings
 from rawinfer.store import Store
+from rawinfer import admin
+from rawinfer.ledger import UsageLedger, usage_row
+from rawinfer.limits import LocalLimiter
+from router import admin_routes
 from router import openai_compat as oai
 from router.contract import InferenceRequest
 from router.errors import error_body, error_response, for_status
 from router.gateway import Backend, Gateway, parse_json, validated
-from router.metrics import Metrics, MetricsMiddleware
-from router.logs import request_id_from, request_id_var, setup_logging
+from router.metrics import Metrics, RequestObserver
+from router.logs import current_request_id, request_id_from, request_id_var, setup_logging
 
 log = logging.getLogger("rawinfer.ingress")
 api = FastAPI(title="rawinfer", version="0.1.0",
               description="Raw inference: one endpoint for chat, embeddings, transcription and vision.")
-api.add_middleware(MetricsMiddleware)
+api.add_middleware(RequestObserver)
 
 
 def _state(request: Request) -> dict[str, Any]:
@@ -164,15 +169,37 @@ def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
 @serve.ingress(api)
 class Ingress:
     def __init__(self, settings: dict[str, Any], catalog: dict[str, Any], backends: dict[str, DeploymentHandle],
-                 providers_ready: dict[str, bool] | None = None):
+                 providers_ready: dict[str, bool] | None = None, rate_limiter: DeploymentHandle | None = None):
         setup_logging()
         self.settings = Settings(**settings)
-        store = Store(self.settings.database_url)
+        self.store = store = Store(self.settings.database_url)
         store.create_schema()
-        MetricsMiddleware.metrics = Metrics()
+        self.ledger = UsageLedger.from_settings(store, self.settings.usage, self.settings.cache_dir.parent / "usage-spool")
+        limiter = (LocalLimiter.from_settings(shared_caller(rate_limiter), self.settings.limits)
+                   if rate_limiter is not None and self.settings.limits.enabled else None)
+        RequestObserver.observers = [Metrics().observe, self._record_usage]
         self.app_name = serve.get_replica_context().app_name
         callers = {name: handle_backend(name, h) for name, h in backends.items()}
-        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready)
+        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready, limiter)
+
+    def _record_usage(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
+        """Every authenticated request goes to the usage ledger (off the request path)."""
+        if "key_id" not in state:
+            return
+        tokens = state.get("tokens") or {}
+        self.ledger.record(usage_row(
+            request_id=current_request_id(), org_id=state.get("org_id"), key_id=state["key_id"],
+            namespace_id=state.get("namespace"), target=state.get("target"), backend=state.get("backend"),
+            task=state.get("task"), status=status, prompt_tokens=tokens.get("prompt", 0),
+            completion_tokens=tokens.get("completion", 0), audio_seconds=state.get("audio_seconds", 0.0),
+            media_bytes=state.get("media_bytes", 0), cache_hit=bool(state.get("cache_hit", False)),
+            latency_ms=round(seconds * 1000, 3)))
+
+    async def __del__(self):
+        """Serve's graceful shutdown: flush the usage ledger, hand leased rate units back."""
+        await self.ledger.close()
+        if self.gateway.limiter is not None:
+            await self.gateway.limiter.close()
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
@@ -193,9 +220,10 @@ class Ingress:
         t0 = time.perf_counter()
         rid = _rid(request)
         body = await read_body(request, self.settings.max_body_bytes)
-        _, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        key, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        _state(request).update(key_id=key.id, org_id=key.org_id, namespace=ns.id)
         req = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
-        prepared = await self.gateway.prepare(req, ns, _state(request))
+        prepared = await self.gateway.prepare(req, key, ns, _state(request))
         if prepared.stream:
             return await sse_response(self.gateway.stream(prepared), t0, rid)
         out = await self.gateway.execute(prepared)
@@ -228,6 +256,25 @@ class Ingress:
         _rid(request)
         return await oai.models(self.gateway, request)
 
+    @api.get("/v1/usage")
+    async def usage(self, request: Request) -> Response:
+        """The caller's namespace's usage: `?from=&to=&group_by=key|target|task|status|day`."""
+        rid = _rid(request)
+        _, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        q = request.query_params
+        out = await admin.usage(self.store, ns.id, q.get("from"), q.get("to"), q.get("group_by"))
+        return _json({**out, "request_id": rid})
+
+    @api.api_route("/v1/admin/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def admin_api(self, request: Request, path: str) -> Response:
+        """Organisations, namespaces, keys, limits and usage; admin keys only."""
+        rid = _rid(request)
+        admin.require_admin(await self.gateway.auth.key(request.headers.get("authorization")))
+        status, out = await admin_routes.dispatch(self.store, request.method, path, request.query_params,
+                                                  await read_body(request, self.settings.max_body_bytes),
+                                                  self.settings.max_body_bytes)
+        return _json({**out, "request_id": rid}, status)
+
     @api.get("/v1/inference/models")
     async def models(self, request: Request) -> Response:
         rid = _rid(request)
@@ -240,6 +287,7 @@ def build_app(args: dict[str, Any] | None = None):
     """Serve's app builder (`import_path: router.app:build_app`; `args:` in serve_config.yaml)."""
     from deployments import REGISTRY
 
+    from deployments.limiter import RateLimiterDeployment
     from models.providers import ADAPTERS
 
     args = dict(args or {})
@@ -254,5 +302,6 @@ def build_app(args: dict[str, Any] | None = None):
     # which cloud providers have credentials (the keys themselves stay in each provider replica)
     ready = {name: cls.settings_model.model_validate(settings.providers.get(name, {})).key() is not None
              for name, cls in ADAPTERS.items()}
+    limiter = RateLimiterDeployment.bind({"window_s": settings.limits.window_s}) if settings.limits.enabled else None
     return Ingress.bind(settings.model_dump(mode="json", exclude={"providers"}), catalog.model_dump(mode="json"),
-                        backends, ready)
+                        backends, ready, limiter)

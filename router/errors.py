@@ -6,13 +6,13 @@ to the log, never to the client.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from rawinfer.limits import denial_headers
 from rawinfer.errors import (
     DeadlineExceeded, Forbidden, InferenceFailed, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
     ProviderError, RateLimited, RawInferError, Unauthenticated, Unavailable,
@@ -60,11 +60,13 @@ def error_body(exc: RawInferError, request_id: str) -> tuple[int, dict[str, Any]
 def error_response(exc: RawInferError, request_id: str) -> Response:
     status, body = error_body(exc, request_id)
     # Serve's proxy echoes X-Request-Id on every response; the body carries it too.
-    headers = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    return Response(orjson.dumps(body, default=str), status_code=status, headers=headers,
+    return Response(orjson.dumps(body, default=str), status_code=status, headers=error_headers(exc),
                     media_type="application/json")
+
+
+def error_headers(exc: RawInferError) -> dict[str, str]:
+    """A 429 carries Retry-After and the X-RateLimit-* headers of the limit that was hit."""
+    return denial_headers(exc) if isinstance(exc, RateLimited) else {}
 
 
 def invalid(e: ValidationError, where: str) -> InvalidRequest:

@@ -17,11 +17,12 @@ from pydantic import BaseModel, ValidationError
 
 from rawinfer.catalog import Catalog
 from rawinfer.errors import (
-    DeadlineExceeded, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error,
+    DeadlineExceeded, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error,
 )
 from rawinfer.media import MediaFetcher
 from rawinfer.settings import Settings
-from rawinfer.store import NamespaceInfo, Store
+from rawinfer.limits import LocalLimiter, subjects_for
+from rawinfer.store import KeyInfo, NamespaceInfo, Store
 from router.auth import Authenticator
 from router.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
@@ -42,6 +43,7 @@ class Prepared:
     stream: bool
     namespace: NamespaceInfo
     state: dict[str, Any]  # the request's state (metrics and logs read target, namespace, tokens)
+    admission: Any = None  # the rate limiter's admission, settled with the real tokens
 
 
 def parse_json(body: bytes, max_bytes: int) -> Any:
@@ -66,13 +68,14 @@ def validated(model: type[BaseModel], obj: Any, where: str) -> Any:
 
 class Gateway:
     def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store,
-                 providers_ready: Mapping[str, bool] | None = None):
+                 providers_ready: Mapping[str, bool] | None = None, limiter: LocalLimiter | None = None):
         self.settings = settings
         self.index = CatalogIndex(catalog)
         self.backends = backends
         self.auth = Authenticator(store, settings.auth_cache_ttl_s)
         self.media = MediaFetcher(settings.media)
         self.providers_ready = dict(providers_ready or {})
+        self.limiter = limiter
 
     def _refuse_unready(self, target: Target) -> None:
         if not target.configured:
@@ -104,26 +107,48 @@ class Gateway:
             raise from_wire(result)
         return result
 
-    async def prepare(self, req: InferenceRequest, ns: NamespaceInfo, state: dict[str, Any] | None = None) -> Prepared:
-        """Resolution, task detection, validation and media loading: everything before the backend.
-        `state` (the HTTP request's state) receives the namespace, target and later the tokens."""
+    async def prepare(self, req: InferenceRequest, key: KeyInfo, ns: NamespaceInfo,
+                      state: dict[str, Any] | None = None) -> Prepared:
+        """Resolution, the key's target rights, task detection, validation, the rate limit and media
+        loading: everything before the backend. `state` (the HTTP request's state) receives what
+        metrics, the usage ledger and the rate-limit headers need."""
         state = {} if state is None else state
-        state["namespace"] = ns.id
+        state.update(namespace=ns.id, key_id=key.id, org_id=key.org_id)
         target = resolve(Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index)
-        state["target"] = target.address
+        state.update(target=target.address, backend=target.backend)
+        if not key.may_target(target.address, target.backend, req.inference_name):
+            raise Forbidden(f"this API key may not use {target.address}")
         self._refuse_unready(target)
         task = detect_task(req.inputs, target.tasks)
+        state["task"] = task.value
         spec = TASKS.get(task)
         if spec is None:
             raise InvalidRequest(f"task {task.value} is not served by this server yet")
         inputs = validated(spec.inputs, req.inputs, "inputs")
         params = validated(spec.params, req.parameters, "parameters")
-        build = provider_payload if target.engine == "provider" else spec.build
-        payload = await build(inputs, params, self.media, task=task, model=target.model)
-        return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns, state)
+        admission = None
+        if self.limiter is not None:
+            admission = await self.limiter.acquire(subjects_for(key, ns, self.settings.limits))
+            state["rate_headers"] = admission.headers()
+        try:
+            build = provider_payload if target.engine == "provider" else spec.build
+            payload = await build(inputs, params, self.media, task=task, model=target.model)
+        except BaseException:
+            await self.settle(admission, {})
+            raise
+        state["media_bytes"] = sum(len(v) for v in (payload.get("audio"), payload.get("media"),
+                                                    (payload.get("inputs") or {}).get("media")) if isinstance(v, bytes))
+        return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns, state, admission)
+
+    async def settle(self, admission: Any, tokens: dict[str, Any] | None) -> None:
+        """Charge a finished request's real tokens to its rate limits (once)."""
+        if admission is not None and not admission.settled:
+            await self.limiter.settle(admission, int((tokens or {}).get("total") or 0))
 
     def _response(self, p: Prepared, result: dict[str, Any]) -> dict[str, Any]:
         p.state.update(tokens=result.get("tokens_used") or {})
+        if (result.get("usage") or {}).get("audio_seconds"):
+            p.state["audio_seconds"] = result["usage"]["audio_seconds"]
         if "cache_hit" in result:
             p.state["cache_hit"] = bool(result["cache_hit"])
         log.info("served", extra={"target": p.target.address, "backend": p.target.backend,
@@ -137,7 +162,12 @@ class Gateway:
         }
 
     async def execute(self, p: Prepared) -> dict[str, Any]:
-        return self._response(p, await self.call(p.target, p.payload))
+        result = None
+        try:
+            result = await self.call(p.target, p.payload)
+            return self._response(p, result)
+        finally:
+            await self.settle(p.admission, (result or {}).get("tokens_used"))
 
     async def stream(self, p: Prepared) -> AsyncIterator[dict[str, Any]]:
         """Events for a streaming request: `{"delta": str}`..., then `{"final": response body}`.
@@ -148,6 +178,13 @@ class Gateway:
             raise Unavailable(f"{p.target.address} cannot stream right now")
         deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s + GRACE_S
         events = backend.stream({**p.payload, **self._call_meta()}).__aiter__()
+        try:
+            async for event in self._events(p, events, deadline):
+                yield event
+        finally:
+            await self.settle(p.admission, p.state.get("tokens"))
+
+    async def _events(self, p: Prepared, events, deadline: float) -> AsyncIterator[dict[str, Any]]:
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
             try:

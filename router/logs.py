@@ -15,6 +15,10 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 FIELDS = ("namespace", "target", "backend", "task", "status")
 
 
+def current_request_id() -> str:
+    return request_id_var.get()
+
+
 def request_id_from(header: str | None) -> str:
     """The request's X-Request-Id (the client's, or the one Serve's proxy generated) if it is a
     safe token (no spaces, control characters or other log injection), else a new one."""

@@ -40,26 +40,33 @@ class Metrics:
             self.cache.inc(tags={"target": target, "result": "hit" if state["cache_hit"] else "miss"})
 
 
-class MetricsMiddleware:
-    """Records each HTTP request into `Metrics` (set once the replica starts)."""
+class RequestObserver:
+    """Pure ASGI middleware: adds the rate-limit headers the gateway left in the request state to
+    the response, and after it hands (route, status, seconds, state) to each observer (metrics,
+    the usage ledger), set once the replica starts."""
 
-    metrics: Metrics | None = None
+    observers: list = []
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or self.metrics is None:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0, status = time.perf_counter(), [500]
 
         async def send_status(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                extra = (scope.get("state") or {}).get("rate_headers")
+                if extra and status[0] != 429:
+                    message["headers"] = list(message.get("headers", [])) + [
+                        (k.lower().encode(), v.encode()) for k, v in extra.items()]
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe(route, status[0], time.perf_counter() - t0, scope.get("state") or {})
+            for observe in self.observers:
+                observe(route, status[0], time.perf_counter() - t0, scope.get("state") or {})

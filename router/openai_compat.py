@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from rawinfer.errors import InferenceFailed, InvalidRequest, PayloadTooLarge, RawInferError
 from router.contract import InferenceRequest
-from router.errors import invalid, status_of
+from router.errors import error_headers, invalid, status_of
 from router.gateway import Gateway, Prepared, parse_json
 from router.resolution import addressing_for_model
 
@@ -35,8 +35,8 @@ def openai_error(exc: RawInferError) -> Response:
     status, _ = status_of(exc)
     body = {"error": {"message": exc.message, "type": OPENAI_TYPES.get(status, "api_error"),
                       "param": None, "code": None}}
-    headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))} if hasattr(exc, "retry_after_s") else {}
-    return Response(orjson.dumps(body, default=str), status_code=status, media_type="application/json", headers=headers)
+    return Response(orjson.dumps(body, default=str), status_code=status, media_type="application/json",
+                    headers=error_headers(exc))
 
 
 def openai_errors(route):
@@ -67,11 +67,13 @@ def _body(model: type[BaseModel], obj: Any) -> Any:
 async def run(gateway: Gateway, request: Request, model: str, inputs: dict[str, Any],
               parameters: dict[str, Any]) -> tuple[Prepared, dict[str, Any]]:
     """The OpenAI request as the contract's request, prepared (and executed unless it streams)."""
-    _, ns = await gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True)
+    key, ns = await gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True)
+    state = request.scope.setdefault("state", {})
+    state.update(key_id=key.id, org_id=key.org_id, namespace=ns.id)
     addr = addressing_for_model(model, gateway.index)
     req = InferenceRequest(provider=addr.provider, model=addr.model, inference_name=addr.inference_name,
                            feature_uri=addr.feature_uri, inputs=inputs, parameters=parameters)
-    prepared = await gateway.prepare(req, ns, request.scope.setdefault("state", {}))
+    prepared = await gateway.prepare(req, key, ns, state)
     if prepared.stream:
         return prepared, {}
     return prepared, await gateway.execute(prepared)

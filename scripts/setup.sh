@@ -21,6 +21,7 @@ apt_need=()
 command -v espeak-ng >/dev/null || apt_need+=(espeak-ng)
 [ -d /usr/share/pocketsphinx/test/data/librivox ] || apt_need+=(pocketsphinx-testdata)
 command -v ffmpeg >/dev/null || apt_need+=(ffmpeg)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_need+=(postgresql)  # the store tests run on PostgreSQL too
 if [ ${#apt_need[@]} -gt 0 ] && [ "${RAWINFER_SKIP_APT:-0}" != 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: apt-get install ${apt_need[*]}"

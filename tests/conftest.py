@@ -64,6 +64,12 @@ def seed_tenants(database_url: str) -> Service:
     info, secret = store.create_key("revoked", namespaces=["team-a"])
     store.revoke_key(info.id)
     svc.keys["revoked"] = secret
+    svc.namespaces["limited"] = store.create_namespace("limited").id
+    for label, kw in (("limited", {"namespaces": ["limited"], "rpm": 6}),
+                      ("minilm-only", {"namespaces": ["team-a"], "targets": ["local/all-minilm-l6-v2"]}),
+                      ("admin", {"is_admin": True})):
+        info, secret = store.create_key(label, **kw)
+        svc.keys[label], svc.key_ids[label] = secret, info.id
     return svc
 
 
@@ -133,7 +139,8 @@ def service(tmp_path_factory, fakes) -> Service:
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve", _metrics_export_port=metrics_port,
              log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
     try:
-        deploy(load_config(port=port, catalog=str(catalog), settings={
+        two_ingresses = {"ingress": {"autoscaling_config": {"min_replicas": 2, "max_replicas": 2}}}
+        deploy(load_config(port=port, catalog=str(catalog), deployments=two_ingresses, settings={
             "database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024,
             # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
             "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
