@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-SECRET = re.compile(r"sk_[A-Za-z0-9_-]{20,}")
+SECRET = re.compile(r"(?<![A-Za-z0-9_])sk_[A-Za-z0-9_-]{20,}")  # an API key, not e.g. "disk_utilization..."
 
 
 def assert_error(r: httpx.Response, status: int, type_: str | None = None) -> dict:

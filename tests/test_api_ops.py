@@ -3,13 +3,14 @@ that is down (a replica process killed) and recovers when Serve restarts it."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
 
 import httpx
 import pytest
+
+from helpers import SECRET
 
 pytestmark = pytest.mark.integration
 E5 = "multilingual_e5_large_instruct_v1"
@@ -42,7 +43,7 @@ def test_metrics_count_requests_tokens_and_latency(service):
     assert counter(service.metrics_url, "ray_rawinfer_request_latency_ms_count", route="/v1/inference") >= 6
     text = httpx.get(service.metrics_url, timeout=10).text
     assert "ray_serve_" in text  # Serve's own metrics (queues, replicas, latencies) come with the same export
-    assert not re.search(r"sk_[A-Za-z0-9_-]{20,}", text)
+    assert not SECRET.search(text)
 
 
 def replica_pids(deployment: str) -> list[int]:

@@ -275,9 +275,12 @@ def test_dead_engine_is_unavailable(chat):
     import psutil
 
     engine, run = chat
-    for child in psutil.Process().children(recursive=True):
+    # only this engine's processes: the direct VLLM::* children of this process and their own
+    # children (a Ray cluster started by another test is a child here too, with its own engines)
+    for child in psutil.Process().children(recursive=False):
         if child.name().startswith("VLLM::"):
-            child.kill()
+            for p in child.children(recursive=True) + [child]:
+                p.kill()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

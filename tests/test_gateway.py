@@ -20,11 +20,14 @@ def gateway(tmp_path):
     store.create_schema()
     gw = Gateway(Settings(database_url=url), load_catalog(REPO_ROOT / "catalog.yaml"), {}, store,
                  {"openai": False, "google": True, "anthropic": False})
-    return gw, store.create_namespace("team")
+    ns = store.create_namespace("team")
+    key, _ = store.create_key("k", namespaces=["team"])
+    return gw, (key, ns)
 
 
-def prepare(gw, ns, **body):
-    return asyncio.run(gw.prepare(InferenceRequest(**body), ns))
+def prepare(gw, who, **body):
+    key, ns = who
+    return asyncio.run(gw.prepare(InferenceRequest(**body), key, ns))
 
 
 def test_a_provider_without_credentials_is_a_400_and_listed_unavailable(gateway):

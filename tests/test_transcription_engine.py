@@ -17,7 +17,7 @@ from models.transcription import (TranscriptionParams, WhisperEngine, parse_tran
                                   prepare_packaged_whisper)
 from rawinfer.errors import InvalidRequest
 
-from helpers import CLIP, LIBRIVOX, REFS, wer, word_errors  # noqa: F401
+from helpers import CLIP, LIBRIVOX, REFS, normalise, wer, word_errors  # noqa: F401
 
 
 def test_wer_function():
