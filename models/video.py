@@ -24,28 +24,13 @@ from typing import Iterator
 
 import av
 
+from models.files import too_long
 from rawinfer.errors import InvalidRequest
 
 # Frame times are fractions made floats, boundaries multiples of a float interval: a frame at
 # 0.3 s must land in segment 3 of 0.1 s even though 0.3 / 0.1 < 3 in floating point.
 _EPS = 1e-6
 _UNDECODABLE = "The video could not be decoded; send a common video file (mp4, webm, mov, mkv, avi)."
-
-
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m:02d}m{s:02d}s"
-    return f"{m}m{s:02d}s" if m else f"{s}s"
-
-
-def _too_long(max_duration_s: float) -> InvalidRequest:
-    return InvalidRequest(
-        f"The video is longer than the {_fmt_duration(max_duration_s)} limit; send a shorter clip.",
-        {"max_duration_s": max_duration_s},
-    )
 
 
 def _declared_duration(container, stream) -> float | None:
@@ -121,7 +106,7 @@ def _iter(data: bytes, interval: float, max_frames: int, max_duration_s: float,
         stream.thread_type = "AUTO"
         declared = _declared_duration(container, stream)
         if declared is not None and declared > max_duration_s:
-            raise _too_long(max_duration_s)
+            raise too_long("video", max_duration_s)
         width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
         if width * height > max_pixels:
             raise InvalidRequest(
@@ -156,7 +141,7 @@ def _iter(data: bytes, interval: float, max_frames: int, max_duration_s: float,
                 step = rel - last_rel
             last_rel = rel if last_rel is None else max(last_rel, rel)
             if rel > max_duration_s:
-                raise _too_long(max_duration_s)
+                raise too_long("video", max_duration_s)
             if rel + _EPS < next_boundary:
                 continue
             if closing:

@@ -1,0 +1,30 @@
+"""Small helpers the engines share: file checksums and media-length refusals."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from rawinfer.errors import InvalidRequest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h}h{m:02d}m{s:02d}s"
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def too_long(kind: str, max_duration_s: float) -> InvalidRequest:
+    """The refusal of media (`kind`: audio, video) longer than the configured limit."""
+    return InvalidRequest(f"The {kind} is longer than the {fmt_duration(max_duration_s)} limit; send a shorter clip.",
+                          {"max_duration_s": max_duration_s})
