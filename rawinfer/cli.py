@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rawinfer import admin
+from rawinfer import admin, batch
 from rawinfer.errors import RawInferError
 from rawinfer.settings import REPO_ROOT, Settings
 from rawinfer.store import GROUP_BY, UNSET, Store
@@ -275,6 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--key-file", default=str(REPO_ROOT / ".rawinfer" / "dev-key"))
     c.add_argument("--url", default="http://127.0.0.1:8000")
     cmd(sub, "prepare", prepare, help="one-time model preparation (join whisper parts, convert GGUF)")
+    batch.add_parser(sub)
     return p
 
 
