@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from rawinfer.store import Store
+
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -86,3 +88,11 @@ def db_url(request, tmp_path):
     url = dbs.create()
     yield url
     dbs.drop(url)
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    s.create_schema()
+    yield s
+    s.engine.dispose()

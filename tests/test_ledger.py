@@ -16,15 +16,8 @@ from sqlalchemy import text
 
 from rawinfer.ledger import UsageLedger, usage_row
 from rawinfer.store import Store
-from tenancy_db import REPO, db_url, postgres_databases, postgres_outage  # noqa: F401  (fixtures)
+from tenancy_db import REPO, db_url, postgres_databases, store, postgres_outage  # noqa: F401  (fixtures)
 
-
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.create_schema()
-    yield s
-    s.engine.dispose()
 
 
 def counts(store: Store) -> tuple[int, int, int]:

@@ -17,17 +17,10 @@ from rawinfer.errors import Forbidden, InvalidRequest, NotFound
 from rawinfer.limits import LimitSettings, subjects_for
 from rawinfer.migrations import HEAD, config, current, head
 from rawinfer.store import Store
-from tenancy_db import REPO, db_url, postgres_databases  # noqa: F401  (fixtures)
+from tenancy_db import REPO, db_url, postgres_databases, store  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
-
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.create_schema()
-    yield s
-    s.engine.dispose()
 
 
 def _columns(engine, table):
