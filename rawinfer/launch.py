@@ -39,7 +39,8 @@ def load_config(path: Path | str = REPO_ROOT / "serve_config.yaml", *, port: int
 
 
 def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
-    """Deploys into the Ray this process is connected to and waits until the app is RUNNING."""
+    """Deploys into the Ray this process is connected to and waits until every app in `config` is
+    RUNNING. Like `serve deploy`, the config is the whole truth: apps it does not name are deleted."""
     from ray import serve
     from ray.serve._private import api as serve_api
     from ray.serve.config import gRPCOptions
@@ -52,15 +53,17 @@ def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
         grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
     )
     client.deploy_apps(schema, _blocking=False)
-    name = schema.applications[0].name
+    names = [a.name for a in schema.applications]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        app = serve.status().applications.get(name)
-        if app is not None and app.status == "RUNNING":
+        apps = serve.status().applications
+        failed = [n for n in names if n in apps and apps[n].status == "DEPLOY_FAILED"]
+        if failed:
+            raise RuntimeError(f"Serve app {failed[0]} failed to deploy: {apps[failed[0]].message}")
+        if all(n in apps and apps[n].status == "RUNNING" for n in names):
             return
-        if app is not None and app.status == "DEPLOY_FAILED":
-            raise RuntimeError(f"Serve app {name} failed to deploy: {app.message}")
         time.sleep(0.5)
-    app = serve.status().applications.get(name)
-    waiting = {d: f"{s.status}: {s.message}" for d, s in (app.deployments if app else {}).items() if s.status != "HEALTHY"}
-    raise TimeoutError(f"Serve app {name} not RUNNING after {timeout_s} s; not healthy: {waiting}")
+    apps = serve.status().applications
+    waiting = {f"{n}/{d}": f"{s.status}: {s.message}" for n in names if n in apps
+               for d, s in apps[n].deployments.items() if s.status != "HEALTHY"}
+    raise TimeoutError(f"Serve apps {names} not RUNNING after {timeout_s} s; not healthy: {waiting}")

@@ -40,6 +40,7 @@ class Service:
     key_ids: dict[str, str] = field(default_factory=dict)
     catalog_dir: Path | None = None
     metrics_url: str = ""
+    serve_config: dict = field(default_factory=dict)  # what was deployed (tests that add apps redeploy it unchanged)
 
     def headers(self, key: str = "a", namespace: str = "team-a") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[key]}", "X-Namespace": namespace}
@@ -140,11 +141,12 @@ def service(tmp_path_factory, fakes) -> Service:
              log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
     try:
         two_ingresses = {"ingress": {"autoscaling_config": {"min_replicas": 2, "max_replicas": 2}}}
-        deploy(load_config(port=port, catalog=str(catalog), deployments=two_ingresses, settings={
+        svc.serve_config = config = load_config(port=port, catalog=str(catalog), deployments=two_ingresses, settings={
             "database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024,
             # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
             "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
-        }))
+        })
+        deploy(config)
         svc.url = f"http://127.0.0.1:{port}"
         svc.catalog_dir = tmp
         svc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
