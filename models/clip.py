@@ -176,22 +176,23 @@ class ClipEngine:
                     max_duration_s: float = 4 * 3600) -> dict[str, Any]:
         """The contract's video data: one segment per sampled frame, and a pooled vector.
 
-        Frames are preprocessed as they are decoded (the decoded frame is dropped at once) and
-        encoded batch_size at a time. With `normalize`, segment embeddings are L2-normalised and
+        Frames are decoded and preprocessed in a thread one batch ahead of the encoder (the
+        decoded frame is dropped at once; at most two batches are held) and encoded batch_size
+        at a time. With `normalize`, segment embeddings are L2-normalised and
         the pooled vector is the normalised mean of them; without, both are raw (the pooled
         vector is the mean of the raw segment embeddings)."""
         import torch
 
-        from models.video import iter_video_frames
+        from models.video import iter_video_frames, read_ahead
 
         times: list[tuple[float, float]] = []
         rows: list[np.ndarray] = []
         pending: list = []
-        for start, end, image in iter_video_frames(data, interval_sec=interval_sec, max_frames=max_frames,
-                                                   max_duration_s=max_duration_s):
+        frames = iter_video_frames(data, interval_sec=interval_sec, max_frames=max_frames, max_duration_s=max_duration_s)
+        # decoding and preprocessing run one batch ahead of the encoder, in a thread
+        for start, end, pixels in read_ahead(frames, self.batch_size, lambda f: (f[0], f[1], self._preprocess(f[2]))):
             times.append((float(start), float(end)))
-            pending.append(self._preprocess(image))
-            del image
+            pending.append(pixels)
             if len(pending) >= self.batch_size:
                 rows.append(self.encode_batch(torch.stack(pending)))
                 pending = []

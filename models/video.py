@@ -20,12 +20,66 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Iterator
+import queue
+import threading
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import av
 
 from models.files import too_long
 from rawinfer.errors import InvalidRequest
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def read_ahead(items: Iterable[T], depth: int, transform: Callable[[T], object] = lambda x: x) -> Iterator:
+    """`transform(item)` for each item, produced by a worker thread that runs up to `depth` items
+    ahead of the consumer. PyAV decoding and PIL preprocessing release the GIL, so a video's
+    frames are decoded while the model encodes the previous batch; the bounded queue keeps
+    memory bounded. The producer's exception is raised in the consumer at its position; when
+    the consumer stops early (an error, or it closes the generator), the producer stops too."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                out = transform(item)
+                while not stop.is_set():
+                    try:
+                        q.put((True, out), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((True, _DONE))
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put((False, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None and stop.is_set():
+                close()
+
+    worker = threading.Thread(target=produce, name="video-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, value = q.get()
+            if not ok:
+                raise value
+            if value is _DONE:
+                return
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
 
 # Frame times are fractions made floats, boundaries multiples of a float interval: a frame at
 # 0.3 s must land in segment 3 of 0.1 s even though 0.3 / 0.1 < 3 in floating point.

@@ -274,10 +274,12 @@ def test_video_frames_are_encoded_in_batches_as_they_stream(engine, rgb_video, m
 
     real_to_rgb = models.video._to_rgb
     monkeypatch.setattr(models.video, "_to_rgb", lambda frame: events.append(("frame", 1)) or real_to_rgb(frame))
-    data = engine.embed_video(rgb_video, interval_sec=0.5, max_frames=100)  # 12 frames, batch_size 4
-    assert len(data["segments"]) == 12
-    assert [e for e in events if e[0] == "encode"] == [("encode", 4)] * 3
-    assert events.index(("encode", 4)) <= 5  # the first batch ran before the rest was decoded
+    data = engine.embed_video(rgb_video, interval_sec=0.25, max_frames=100)  # 24 frames, batch_size 4
+    assert len(data["segments"]) == 24
+    assert [e for e in events if e[0] == "encode"] == [("encode", 4)] * 6
+    # the first batch ran before the rest was decoded: the decoder runs at most one batch ahead
+    # (4 consumed + 4 queued + 1 waiting to be queued + 1 held back by the sampler)
+    assert events.index(("encode", 4)) <= 10
 
 
 def test_max_frames_caps_the_segments(engine, rgb_video):
@@ -336,3 +338,43 @@ def test_bad_videos(engine, rgb_video):
                {"interval_sec": 1, "max_frames": 0}):
         with pytest.raises(InvalidRequest, match="interval_sec|max_frames"):
             iter_video_frames(rgb_video, **kw)
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_stops_with_the_consumer():
+    import threading
+    import time
+
+    from models.video import read_ahead
+
+    assert list(read_ahead(iter(range(50)), 3, lambda x: x * 2)) == [x * 2 for x in range(50)]
+
+    def failing():
+        yield 1
+        yield 2
+        raise InvalidRequest("bad frame")
+
+    got = []
+    with pytest.raises(InvalidRequest, match="bad frame"):
+        for x in read_ahead(failing(), 2):
+            got.append(x)
+    assert got == [1, 2]
+
+    closed, produced = threading.Event(), []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = read_ahead(endless(), 2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed.wait(5), "the producer's generator was not closed"
+    n = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == n <= 3 + 2 + 1  # bounded read-ahead, and nothing after the close
