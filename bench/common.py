@@ -28,9 +28,10 @@ TUNED_SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_P
 
 
 def start_service(settings: dict | None = None, deployments: dict | None = None, num_cpus: int | None = None,
-                  env: dict[str, str] | None = None):
+                  env: dict[str, str] | None = None, catalog: str | None = None):
     """Starts Ray and the app; returns (base_url, headers). `env` is set before Ray starts (Serve
-    reads its knobs once per process)."""
+    reads its knobs once per process). `catalog`: another catalog file (serve_config entries of
+    deployments it does not have are dropped)."""
     os.environ.update(env or {})
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.pop("RAY_ADDRESS", None)
@@ -47,7 +48,15 @@ def start_service(settings: dict | None = None, deployments: dict | None = None,
     port = free_port()
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
              namespace="serve", log_to_driver=False)
-    deploy(load_config(port=port, settings={"database_url": db, **(settings or {})}, deployments=deployments))
+    config = load_config(port=port, settings={"database_url": db, **(settings or {})}, deployments=deployments,
+                         catalog=catalog)
+    if catalog:
+        from rawinfer.catalog import load_catalog
+
+        names = {"ingress", "rate_limiter"} | {n for n, b in load_catalog(catalog).backends.items() if b.configured}
+        app = config["applications"][0]
+        app["deployments"] = [d for d in app.get("deployments", []) if d["name"] in names]
+    deploy(config)
     return f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {secret}", "X-Namespace": "bench"}
 
 
