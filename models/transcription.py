@@ -23,56 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from faster_whisper.tokenizer import _LANGUAGE_CODES
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.files import sha256_file
+from models.whisper_params import LANGUAGE_CODES, TranscriptionParams, parse_transcription_params  # noqa: F401
 from rawinfer.errors import InferenceFailed, InvalidRequest, Unavailable
 
 SAMPLING_RATE = 16000
-LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
 
 
-class TranscriptionParams(BaseModel):
-    """`parameters` of a transcription request. Unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    language: str | None = Field(None, description="ISO 639-1 code (e.g. 'en', 'fr'); detected when absent")
-    task: Literal["transcribe", "translate"] = "transcribe"
-    word_timestamps: bool = False
-    vad_filter: bool = False
-    beam_size: int = Field(5, ge=1, le=10)
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().lower()
-        if code not in LANGUAGE_CODES:
-            raise ValueError(
-                f"unknown language {value!r}; use a Whisper language code such as 'en', 'fr', "
-                "'de', 'es', 'zh', or leave it out to detect the language"
-            )
-        return code
-
-
-def parse_transcription_params(raw: dict[str, Any] | None) -> TranscriptionParams:
-    """`TranscriptionParams` from a request's `parameters`, with InvalidRequest (naming each bad
-    field) instead of pydantic's ValidationError."""
-    try:
-        return TranscriptionParams.model_validate(raw or {})
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(p) for p in err.get("loc", ())) or "parameters"
-            msg = err.get("msg", "invalid")
-            if err.get("type") == "extra_forbidden":
-                msg = "unknown parameter for transcription (allowed: " + ", ".join(TranscriptionParams.model_fields) + ")"
-            problems.append(f"{where}: {msg}")
-        raise InvalidRequest("Invalid transcription parameters: " + "; ".join(problems),
-                             {"errors": problems}) from None
 
 
 class WhisperEngine:

@@ -253,7 +253,12 @@ def test_base_detects_language_and_translates(base, media):
     assert {"buenos", "hablar", "madrid", "barcelona"} <= set(normalise(spanish["text"]))
     translated = base.transcribe(spanish_audio, TranscriptionParams(task="translate", language="es", beam_size=1))
     assert translated["language"] == "es"
-    assert {"good", "morning", "weather", "barcelona"} <= set(normalise(translated["text"]))
+    words = set(normalise(translated["text"]))
+    # the sentence's end varies between runs ("the weather in Barcelona", "the time in ...", "the
+    # most important thing ...": greedy int8 decoding on a busy machine is not bit-for-bit
+    # repeatable); its start is stable, and the translation is English either way
+    assert {"good", "morning", "today", "talk"} <= words, translated["text"]
+    assert not words & {"buenos", "dias", "hablar", "tiempo"}, translated["text"]
 
 
 # ------------------------------------------------------------------ packaged models
@@ -274,3 +279,13 @@ def test_prepare_is_checksummed_and_idempotent(tmp_path, paths):
     names = {p.name for p in first["whisper-base"].iterdir()}
     assert names == {"model.bin", "model.bin.sha256", "config.json", "tokenizer.json", "vocabulary.json"}
     assert (first["whisper-tiny.en"] / "model.bin").is_file() and first["whisper-tiny.en"] == paths["whisper-tiny.en"]
+
+
+def test_the_light_language_table_is_faster_whispers():
+    """models/whisper_params.py keeps Whisper's languages without importing faster-whisper (the
+    ingress validates parameters with it); it must stay the library's own set."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from models.whisper_params import LANGUAGE_CODES
+
+    assert LANGUAGE_CODES == frozenset(_LANGUAGE_CODES)

@@ -18,15 +18,14 @@ Decisions:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from models.chat import ChatParams
 from models.providers.base import Deadline, Failure, ProviderAdapter, body_message, retry_after_from_headers
 from models.providers.helpers import (
     Completion, chat_conversations, chat_data, image_of, media_of, parse_params, run_all, set_params, sniff,
 )
+from models.whisper_params import LANGUAGE_BY_NAME, TranscriptionParams
 from rawinfer.errors import InvalidRequest, ProviderError
 
 _CHAT_VISION = frozenset({"chat", "vision"})
@@ -46,40 +45,6 @@ _AUDIO_EXTS = {"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav",
 _AUDIO_MIME_EXT = {"audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
                    "audio/wave": "wav", "audio/flac": "flac", "audio/ogg": "ogg", "audio/webm": "webm",
                    "video/webm": "webm", "audio/mp4": "m4a", "audio/x-m4a": "m4a", "video/mp4": "mp4"}
-# Whisper's languages: code -> the name verbose_json reports
-WHISPER_LANGUAGES: dict[str, str] = dict(item.split(":") for item in (
-    "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese "
-    "tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi "
-    "fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish "
-    "hu:hungarian ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian la:latin "
-    "mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian bn:bengali sr:serbian "
-    "az:azerbaijani sl:slovenian kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic "
-    "hy:armenian ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician mr:marathi "
-    "pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan ka:georgian "
-    "be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao uz:uzbek fo:faroese "
-    "ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese sa:sanskrit lb:luxembourgish my:myanmar "
-    "bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala ha:hausa ba:bashkir "
-    "jw:javanese su:sundanese yue:cantonese").split())
-_LANGUAGE_CODES = {name.replace("_", " "): code for code, name in WHISPER_LANGUAGES.items()}
-
-
-class OpenAITranscriptionParams(BaseModel):
-    """The transcription task's parameters (the contract's set; see the module doc)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    language: str | None = Field(None, description="ISO 639-1 code; detected when absent")
-    task: Literal["transcribe", "translate"] = "transcribe"
-    word_timestamps: bool = False
-    vad_filter: bool = False
-    beam_size: int = Field(5, ge=1, le=10)
-
-    @field_validator("language")
-    @classmethod
-    def _known(cls, v: str | None) -> str | None:
-        if v is not None and v.strip().lower() not in WHISPER_LANGUAGES:
-            raise ValueError(f"unknown language {v!r}; use a Whisper language code such as 'en', 'fr', 'de'")
-        return v.strip().lower() if v is not None else None
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -193,7 +158,7 @@ class OpenAIAdapter(ProviderAdapter):
 
     async def _transcription(self, model: str, inputs: dict, parameters: dict, deadline: Deadline) -> dict:
         data, mime, filename = media_of(inputs, "audio")
-        params = parse_params(OpenAITranscriptionParams, parameters)
+        params = parse_params(TranscriptionParams, parameters)
         kwargs: dict[str, Any] = {"file": (_upload_name(filename, mime, data), data, mime or "application/octet-stream"),
                                   "model": model, "response_format": "verbose_json"}
         client = self.client()
@@ -220,7 +185,7 @@ class OpenAIAdapter(ProviderAdapter):
                 home["words"].append({"start": round(float(w.start), 3), "end": round(float(w.end), 3),
                                       "word": w.word.strip()})
         language = str(getattr(resp, "language", "") or params.language or "")
-        language = _LANGUAGE_CODES.get(language.lower(), language)
+        language = LANGUAGE_BY_NAME.get(language.lower(), language)
         return {"data": {"text": (resp.text or "").strip(), "language": language, "duration": duration,
                          "segments": segments}, "model": model, "tokens_used": None}
 
