@@ -203,6 +203,12 @@ class ChatEngine:
         if current_platform.is_cpu() and self.kv_cache_space_gb is not None:
             # read by vLLM's CPU platform when the config is built (and by the engine process)
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(self.kv_cache_space_gb))
+        if current_platform.is_cpu() and self.tensor_parallel_size == 1:
+            # One model worker inside vLLM's engine process instead of a third process: on CPU
+            # vLLM otherwise spawns engine core *and* a worker, each importing torch and vLLM
+            # again (measured here: one process and ~1 GiB less, same answers). AsyncLLM keeps
+            # its engine-core process either way; GPU and tensor-parallel runs are unchanged.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
         if not getattr(self.tokenizer, "chat_template", None):
             raise Unavailable(f"{self.served_model}: the tokenizer has no chat template")
