@@ -172,7 +172,7 @@ def _validate_messages(messages: Any) -> list[dict[str, str]]:
 
 class ChatEngine:
     def __init__(self, model_path: str, *, served_model: str, max_model_len: int = 2048,
-                 enforce_eager: bool = True, kv_cache_space_gb: int | None = 1, dtype: str = "auto",
+                 enforce_eager: bool = True, kv_cache_space_gb: float | None = 1, dtype: str = "auto",
                  gpu_memory_utilization: float | None = None, tensor_parallel_size: int = 1,
                  extra_engine_args: dict | None = None, max_prompts: int = 64):
         self.model_path = str(model_path)
@@ -200,9 +200,12 @@ class ChatEngine:
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        kv_bytes = None
         if current_platform.is_cpu() and self.kv_cache_space_gb is not None:
-            # read by vLLM's CPU platform when the config is built (and by the engine process)
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(self.kv_cache_space_gb))
+            # The KV cache's size on CPU (vLLM's legacy VLLM_CPU_KVCACHE_SPACE takes whole GiB
+            # and would override the engine argument: ours wins, fractions allowed)
+            os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+            kv_bytes = int(float(self.kv_cache_space_gb) * 2**30)
         if current_platform.is_cpu() and self.tensor_parallel_size == 1:
             # One model worker inside vLLM's engine process instead of a third process: on CPU
             # vLLM otherwise spawns engine core *and* a worker, each importing torch and vLLM
@@ -216,7 +219,8 @@ class ChatEngine:
         args = dict(model=self.model_path, served_model_name=self.served_model,
                     max_model_len=self.max_model_len, enforce_eager=self.enforce_eager,
                     dtype=self.resolved_dtype, gpu_memory_utilization=self._memory_share(current_platform),
-                    tensor_parallel_size=self.tensor_parallel_size, disable_log_stats=True)
+                    tensor_parallel_size=self.tensor_parallel_size, disable_log_stats=True,
+                    **({"kv_cache_memory_bytes": kv_bytes} if kv_bytes else {}))
         args.update(self.extra_engine_args)
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
 
