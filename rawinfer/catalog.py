@@ -72,6 +72,9 @@ class Catalog(BaseModel):
     providers: list[str] = Field(default_factory=lambda: ["local", "openai", "google", "anthropic"])
     backends: dict[str, BackendSpec]
     targets: list[TargetSpec]
+    plugin_errors: list[dict[str, Any]] = Field(
+        default_factory=list, description="plugins found but not served (import error, invalid manifest, name "
+        "clash), each with its source and error: listed as unavailable (rawinfer/plugins/discovery.py)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Catalog":

@@ -6,14 +6,15 @@ decoded to bytes here, once, so backends receive bytes and never reach the netwo
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel
 
 from models.chat import ChatParams
-from models.transcription import TranscriptionParams
-from rawinfer.errors import InvalidRequest
+from models.whisper_params import TranscriptionParams
+from rawinfer.errors import InvalidRequest, Unavailable
 from router.contract import (
     ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs,
     VisionInputs,
@@ -75,6 +76,24 @@ async def provider_payload(inputs: BaseModel, params: BaseModel, media: MediaLoa
 
 async def _vision_local(inputs: VisionInputs, params: ChatParams, media: MediaLoader, **_) -> dict[str, Any]:
     raise InvalidRequest("vision is served by cloud providers only on this server")
+
+
+async def _plugin(inputs: BaseModel, params: BaseModel, media: MediaLoader, **_) -> dict[str, Any]:
+    return {"inputs": inputs.model_dump(), "parameters": params.model_dump()}
+
+
+@functools.lru_cache(maxsize=256)
+def plugin_task(ref: str, label: str) -> TaskSpec:
+    """A plugin target's TaskSpec: its own Inputs and Parameters (unknown keys refused), so a bad
+    request is a 400 at the ingress and never reaches the plugin's replica."""
+    from rawinfer.plugins.discovery import load_reference
+
+    try:
+        m = load_reference(ref).manifest
+    except Exception as e:
+        raise Unavailable(f"plugin {label} cannot be imported by the ingress: {type(e).__name__}",
+                          {"plugin": label}) from None
+    return TaskSpec(m.Inputs, m.Parameters, _plugin)
 
 
 TASKS: dict[Task, TaskSpec] = {
