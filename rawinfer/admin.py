@@ -243,3 +243,31 @@ async def usage(store: Store, namespace: str, from_: str | None = None, to: str 
     return {"namespace": ns.id, "from": start.isoformat(), "to": end.isoformat() if end else None,
             "group_by": group_by, "data": rows}
 
+
+# ---------------------------------------------------------------- semantic cache
+async def _cache(cache, req: dict[str, Any]) -> dict[str, Any]:
+    from rawinfer.errors import from_wire, is_wire_error
+
+    if cache is None:
+        raise InvalidRequest("the semantic cache is not enabled on this server")
+    out = await cache(req)
+    if is_wire_error(out):
+        raise from_wire(out)
+    return out
+
+
+async def clear_cache(store: Store, cache, namespace: str | None) -> dict[str, Any]:
+    """Drops every semantic cache entry of a namespace (id or name): `DELETE /v1/admin/cache?namespace=`."""
+    if not namespace:
+        raise InvalidRequest("give ?namespace=<id or name>")
+    ns = await _namespace(store, namespace)
+    out = await _cache(cache, {"op": "clear", "namespace": ns.id})
+    return {"namespace": ns.id, "cleared": out["cleared"]}
+
+
+async def cache_stats(store: Store, cache, namespace: str | None = None) -> dict[str, Any]:
+    """The semantic cache's size and, per partition (of one namespace when given), lookups, hits,
+    misses, explores, observations and the estimated served error rate: `GET /v1/admin/cache`."""
+    ns = await _namespace(store, namespace) if namespace else None
+    out = await _cache(cache, {"op": "stats", "namespace": ns.id if ns else None})
+    return {"namespace": ns.id if ns else None, **out}

@@ -111,10 +111,13 @@ def summarize_usage(engine, namespace_id: str, start: datetime | None = None, en
                  else func.to_char(func.timezone("UTC", t.created_at), "YYYY-MM-DD"))
     else:
         group = {"key": t.key_id, "target": t.target, "task": t.task, "status": t.status}.get(group_by)
+    fresh, cached = t.cache_hit.is_not(True), t.cache_hit.is_(True)
     cols = [
         func.count().label("requests"),
-        func.coalesce(func.sum(t.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(t.completion_tokens), 0).label("completion_tokens"),
+        # tokens a model spent, and (separately) those of answers served from the semantic cache
+        func.coalesce(func.sum(case((fresh, t.prompt_tokens), else_=0)), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(case((fresh, t.completion_tokens), else_=0)), 0).label("completion_tokens"),
+        func.coalesce(func.sum(case((cached, t.prompt_tokens + t.completion_tokens), else_=0)), 0).label("cached_tokens"),
         func.coalesce(func.sum(t.audio_seconds), 0.0).label("audio_seconds"),
         func.coalesce(func.sum(t.media_bytes), 0).label("media_bytes"),
         func.coalesce(func.sum(case((t.cache_hit.is_(True), 1), else_=0)), 0).label("cache_hits"),
@@ -137,6 +140,7 @@ def summarize_usage(engine, namespace_id: str, start: datetime | None = None, en
             row.update(requests=int(r["requests"]), prompt_tokens=int(r["prompt_tokens"]),
                        completion_tokens=int(r["completion_tokens"]))
             row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
+            row["cached_tokens"] = int(r["cached_tokens"])
             row.update(audio_seconds=round(float(r["audio_seconds"]), 3), media_bytes=int(r["media_bytes"]),
                        cache_hits=int(r["cache_hits"]), errors=int(r["errors"]),
                        latency_ms_avg=round(float(r["latency_ms_avg"]), 3))

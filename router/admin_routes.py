@@ -32,9 +32,13 @@ LIST_FILTERS = {admin.list_namespaces, admin.list_keys}
 
 
 async def dispatch(store: Store, method: str, path: str, query: Mapping[str, str], body: bytes,
-                   max_body: int) -> tuple[int, dict[str, Any]]:
-    """(status, JSON body) of one admin call; the caller has checked the admin key."""
+                   max_body: int, cache: Any = None) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of one admin call; the caller has checked the admin key. `cache`: the
+    semantic cache deployment's call (`GET|DELETE /v1/admin/cache?namespace=`: stats, clear)."""
     path = path.strip("/")
+    if path == "cache" and method in ("GET", "DELETE"):
+        fn = admin.cache_stats if method == "GET" else admin.clear_cache
+        return 200, await fn(store, cache, query.get("namespace"))
     if path == "usage" and method == "GET":
         ns = query.get("namespace")
         if not ns:

@@ -23,7 +23,7 @@ class Metrics:
                                 tag_keys=("route", "target", "namespace", "status"))
         self.latency = Histogram("rawinfer_request_latency_ms", description="Server-side latency in milliseconds.",
                                  boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("route", "target"))
-        self.tokens = Counter("rawinfer_tokens_total", description="Tokens by target and kind (prompt, completion).",
+        self.tokens = Counter("rawinfer_tokens_total", description="Tokens by target and kind (prompt, completion; cached_prompt, cached_completion for semantic cache hits).",
                               tag_keys=("target", "kind"))
         self.cache = Counter("rawinfer_cache_total", description="Semantic cache lookups by target and result.",
                              tag_keys=("target", "result"))
@@ -33,9 +33,10 @@ class Metrics:
         self.requests.inc(tags={"route": route, "target": target, "namespace": state.get("namespace", "-"),
                                 "status": str(status)})
         self.latency.observe(seconds * 1000, tags={"route": route, "target": target})
+        cached = "cached_" if state.get("cache_hit") else ""  # served from the semantic cache: not model work
         for kind, n in (state.get("tokens") or {}).items():
             if kind in ("prompt", "completion") and n:
-                self.tokens.inc(n, tags={"target": target, "kind": kind})
+                self.tokens.inc(n, tags={"target": target, "kind": cached + kind})
         if "cache_hit" in state:
             self.cache.inc(tags={"target": target, "result": "hit" if state["cache_hit"] else "miss"})
 

@@ -172,7 +172,8 @@ def test_usage_summary_totals_and_grouping(store):
     assert store.record_usage(rows) == 5
     assert store.record_usage(rows[:2] + [_row(a, "k1", day=2)]) == 1  # re-sent rows are ignored
     [total] = store.usage_summary(a, T0 - timedelta(hours=1), T0 + timedelta(days=2))
-    assert total == {"requests": 4, "prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18,
+    # the cache hit's 3 tokens were served from the semantic cache: counted apart from the models' tokens
+    assert total == {"requests": 4, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cached_tokens": 3,
                      "audio_seconds": 2.5, "media_bytes": 4096, "cache_hits": 1, "errors": 1, "latency_ms_avg": 7.75}
     days = store.usage_summary(a, T0 - timedelta(days=1), None, "day")
     assert [(d["day"], d["requests"]) for d in days] == [("2026-11-01", 2), ("2026-11-02", 2), ("2026-11-03", 1)]
@@ -181,7 +182,7 @@ def test_usage_summary_totals_and_grouping(store):
     by_status = {r["status"]: (r["requests"], r["errors"]) for r in store.usage_summary(a, None, None, "status")}
     assert by_status == {200: (4, 0), 429: (1, 1)}
     by_task = {r["task"]: r["prompt_tokens"] for r in store.usage_summary(a, None, T0 + timedelta(days=2), "task")}
-    assert by_task == {"chat": 3, "text_embedding": 10, "transcription": 0}
+    assert by_task == {"chat": 0, "text_embedding": 10, "transcription": 0}
     assert {r["target"] for r in store.usage_summary(a, None, None, "target")} == {
         "local/all-minilm-l6-v2", "local/smollm2", "openai/whisper-1"}
     # [start, end): a row at exactly `end` is not counted; other namespaces never leak in

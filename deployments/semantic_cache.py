@@ -1,0 +1,125 @@
+"""The shared semantic cache as a Serve deployment: one replica (the one cache every ingress
+replica asks), a sliver of CPU, plain data in and out (rawinfer.semantic_cache.cache.SemanticCache
+holds the state and the protocol).
+
+Persistence: the cache is restored from its snapshot file at start, written again every
+`snapshot_interval_s` when it changed, and on graceful shutdown (Serve calls `__del__`).
+Metrics (Ray's metrics export, `ray_` prefix): lookups by result (hit, miss, explore),
+observations by verdict, and per partition the estimated served error rate and entry count.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from rawinfer.errors import InvalidRequest, to_wire
+from rawinfer.semantic_cache.cache import SemanticCache
+from rawinfer.semantic_cache.config import SemanticCacheSettings
+from rawinfer.semantic_cache.store import SemanticStore
+
+log = logging.getLogger("rawinfer.semantic_cache")
+
+
+class CacheMetrics:
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Gauge
+
+        tags = ("namespace", "target", "partition")
+        self.lookups = Counter("rawinfer_semantic_cache_lookups_total", tag_keys=(*tags, "result"),
+                               description="Semantic cache lookups by result: hit (served cached), miss, explore.")
+        self.observations = Counter("rawinfer_semantic_cache_observations_total", tag_keys=(*tags, "verdict"),
+                                    description="Explored requests judged against the cached answer.")
+        self.error_rate = Gauge("rawinfer_semantic_cache_error_rate", tag_keys=tags,
+                                description="Estimated rate of wrong cached answers served, per partition.")
+        self.entries = Gauge("rawinfer_semantic_cache_entries", description="Entries held, all partitions.")
+
+    def record(self, cache: SemanticCache, req: dict[str, Any], out: dict[str, Any]) -> None:
+        op, partition = req.get("op"), req.get("partition")
+        if op not in ("lookup", "observe") or partition is None:
+            return
+        tags = {"namespace": str(req.get("namespace", "-")), "target": str(req.get("label", "-")),
+                "partition": str(partition)[:12]}
+        if op == "lookup":
+            result = {"exploit": "hit", "miss": "miss", "explore": "explore"}.get(out.get("action"), "miss")
+            self.lookups.inc(tags={**tags, "result": result})
+        else:
+            self.observations.inc(tags={**tags, "verdict": "correct" if req.get("correct") else "incorrect"})
+        c = cache.stats.get(partition)
+        if c and c["lookups"]:
+            self.error_rate.set(c["estimated_errors"] / c["lookups"], tags=tags)
+        self.entries.set(len(cache.store))
+
+
+@serve.deployment(
+    name="semantic_cache",
+    num_replicas=1,
+    ray_actor_options={"num_cpus": 0.02},
+    max_ongoing_requests=1000,
+    health_check_period_s=10,
+)
+class SemanticCacheDeployment:
+    def __init__(self, config: dict[str, Any]):
+        self.settings = SemanticCacheSettings.model_validate(config.get("settings") or {})
+        self.path = Path(config["snapshot_path"])
+        self.cache = self._load()
+        self.saved_version = self.cache.version
+        self.metrics = CacheMetrics()
+        self._task: asyncio.Task | None = None
+
+    def _load(self) -> SemanticCache:
+        if self.path.exists():
+            try:
+                cache = SemanticCache.restore(self.path, self.settings)
+                log.info("semantic cache restored: %d entries from %s", len(cache.store), self.path)
+                return cache
+            except Exception as e:  # a torn or foreign file must not keep the cache from starting
+                log.warning("semantic cache snapshot %s unreadable (%s): starting empty", self.path, type(e).__name__)
+        return SemanticCache(self.settings)
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._snapshots(), name="semantic-cache-snapshots")
+
+    async def _snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.snapshot_interval_s)
+            try:
+                await self.snapshot()
+            except Exception:  # never let the loop die; the next round tries again
+                log.exception("semantic cache snapshot failed")
+
+    async def snapshot(self, force: bool = False) -> bool:
+        if self.cache.version == self.saved_version and not force:
+            return False
+        version, arrays = self.cache.version, self.cache.store.snapshot_arrays()
+        await asyncio.to_thread(SemanticStore.write_snapshot, self.path, arrays)
+        self.saved_version = version
+        return True
+
+    async def check_health(self) -> None:
+        self._start()
+
+    async def __call__(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`{"op": "lookup"|"observe"|"add"|"clear"|"stats"|"snapshot", ...}` (see SemanticCache)."""
+        self._start()
+        try:
+            if req.get("op") == "snapshot":
+                return {"written": await self.snapshot(force=True), "path": str(self.path)}
+            out = self.cache.handle(req)
+        except (TypeError, ValueError, KeyError) as e:
+            return to_wire(InvalidRequest(f"bad semantic cache call: {e}"))
+        self.metrics.record(self.cache, req, out)
+        return out
+
+    async def __del__(self):
+        """Serve's graceful shutdown: write what changed since the last snapshot."""
+        if self._task is not None:
+            self._task.cancel()
+        try:
+            await self.snapshot()
+        except Exception:
+            log.exception("semantic cache: final snapshot failed")
