@@ -1,5 +1,5 @@
 # rawinfer: `make run` sets up and starts the service; `make test` sets up and runs the tests.
-.PHONY: setup run stop test test-unit bench clean
+.PHONY: setup run stop test test-unit bench clean fuzz load soak faults
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,20 @@ bench: setup
 	cd bench && ../.venv/bin/python transcribe.py
 	cd bench && ../.venv/bin/python chat.py
 	cd bench && ../.venv/bin/python video.py
+
+# Reliability (issue #12): a longer fuzz run, load, a 30-minute soak, and fault injection.
+FUZZ_EXAMPLES ?= 300
+fuzz: setup
+	RAY_AUTH_MODE=disabled RAWINFER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest -q tests/test_fuzz.py $(PYTEST_ARGS)
+
+load: setup
+	RAY_AUTH_MODE=disabled .venv/bin/python bench/load.py $(LOAD_ARGS)
+
+soak: setup
+	RAY_AUTH_MODE=disabled .venv/bin/python bench/load.py --soak $(LOAD_ARGS)
+
+faults: setup
+	RAY_AUTH_MODE=disabled .venv/bin/python bench/faults.py $(FAULTS_ARGS)
 
 clean: stop
 	rm -rf .rawinfer

@@ -9,7 +9,9 @@ import asyncio
 import time
 from typing import Callable, Generic, TypeVar
 
-from rawinfer.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from sqlalchemy.exc import SQLAlchemyError
+
+from rawinfer.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable
 from rawinfer.store import NAMESPACE_ID_RE, NAMESPACE_NAME_RE, KeyInfo, NamespaceInfo, Store, hash_key
 
 T = TypeVar("T")
@@ -25,7 +27,10 @@ class TTLCache(Generic[T]):
         hit = self._data.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        value = await asyncio.to_thread(load)
+        try:
+            value = await asyncio.to_thread(load)
+        except SQLAlchemyError:  # database down or locked: the client may retry, it is not its fault
+            raise Unavailable("the key store is not reachable right now; retry shortly") from None
         if len(self._data) >= self.max_entries:
             self._data.clear()
         self._data[key] = (now, value)
