@@ -32,7 +32,9 @@ def start_service(settings: dict | None = None, deployments: dict | None = None,
     """Starts Ray and the app; returns (base_url, headers). `env` is set before Ray starts (Serve
     reads its knobs once per process). `catalog`: another catalog file (serve_config entries of
     deployments it does not have are dropped)."""
-    os.environ.update(env or {})
+    from router.proxy import PROXY_ENV
+
+    os.environ.update({**PROXY_ENV, **(env or {})})
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.pop("RAY_ADDRESS", None)
     import ray

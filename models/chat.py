@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from models.files import sha256_file
 from rawinfer.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
@@ -123,7 +123,7 @@ class ChatParams(BaseModel):
     stop: str | list[str] | None = Field(None, description="up to 4 stop strings, not included in the text")
     seed: int | None = Field(None, ge=0, lt=2**63)
     json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema the output must match")
-    stream: bool = False
+    stream: StrictBool = False
 
     @field_validator("stop")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from rawinfer.errors import InvalidRequest
 
@@ -37,8 +37,8 @@ class TranscriptionParams(BaseModel):
 
     language: str | None = Field(None, description="ISO 639-1 code (e.g. 'en', 'fr'); detected when absent")
     task: Literal["transcribe", "translate"] = "transcribe"
-    word_timestamps: bool = False
-    vad_filter: bool = False
+    word_timestamps: StrictBool = False
+    vad_filter: StrictBool = False
     beam_size: int = Field(5, ge=1, le=10)
 
     @field_validator("language")

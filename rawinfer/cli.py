@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rawinfer import admin, batch
 from rawinfer.errors import RawInferError
+from rawinfer.plugins import cli as plugins_cli
 from rawinfer.settings import REPO_ROOT, Settings
 from rawinfer.store import GROUP_BY, UNSET, Store
 
@@ -276,6 +277,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--url", default="http://127.0.0.1:8000")
     cmd(sub, "prepare", prepare, help="one-time model preparation (join whisper parts, convert GGUF)")
     batch.add_parser(sub)
+    from rawinfer import cache_cli
+
+    cache_cli.add_parser(sub)
+    plugins_cli.add_parser(sub)
     return p
 
 

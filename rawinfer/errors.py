@@ -53,6 +53,11 @@ class InferenceFailed(RawInferError):
     """A model failed while running a valid request."""
 
 
+class PluginFailed(InferenceFailed):
+    """A plugin raised during inference or returned outputs that fail its Outputs model; the
+    message names the plugin (name@version)."""
+
+
 class ProviderError(RawInferError):
     """A cloud provider answered with an error; its message is kept in details."""
 
@@ -69,7 +74,7 @@ _BY_NAME: dict[str, type[RawInferError]] = {
     c.__name__: c
     for c in (
         RawInferError, InvalidRequest, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
-        RateLimited, InferenceFailed, ProviderError, Unavailable, DeadlineExceeded,
+        RateLimited, InferenceFailed, PluginFailed, ProviderError, Unavailable, DeadlineExceeded,
     )
 }
 

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rawinfer.ledger import LedgerSettings
 from rawinfer.limits import LimitSettings
+from rawinfer.semantic_cache.config import SemanticCacheSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,14 +43,24 @@ class Settings(BaseSettings):
     catalog_path: Path = Field(default_factory=lambda: REPO_ROOT / "catalog.yaml")
     cache_dir: Path = Field(
         default_factory=lambda: REPO_ROOT / ".rawinfer" / "cache",
-        description="where one-time model preparation writes (joined whisper, converted GGUF)",
+        description="where one-time model preparation writes (joined whisper, converted GGUF) and the "
+        "semantic cache's snapshot",
     )
     request_timeout_s: float = Field(60.0, gt=0)
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     auth_cache_ttl_s: float = Field(5.0, ge=0, description="how long a key lookup is reused; revocation takes effect within it")
+    plugins_dirs: list[Path] = Field(
+        default_factory=lambda: [REPO_ROOT / "plugins"],
+        description="folders searched for plugin folders (docs/plugins.md), besides the `rawinfer.plugins` "
+        "entry points; e.g. RAWINFER_PLUGINS_DIRS='[\"/srv/plugins\"]'",
+    )
+    plugins_embedding_backend: str = Field(
+        "text_embedding", description="the catalog backend that answers plugins' `context.embed()` (docs/plugins.md)")
     media: MediaSettings = Field(default_factory=MediaSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings, description="rate-limit defaults (None: unlimited)")
     usage: LedgerSettings = Field(default_factory=LedgerSettings, description="the usage ledger's buffering")
+    semantic_cache: SemanticCacheSettings = Field(
+        default_factory=SemanticCacheSettings, description="the shared semantic cache (vCache) for chat and vision")
     providers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per cloud provider: api_key (or api_key_file, a mounted secret), base_url, timeout_s, "

@@ -30,6 +30,7 @@ from rawinfer.store import Store
 from rawinfer import admin
 from rawinfer.ledger import UsageLedger, usage_row
 from rawinfer.limits import LocalLimiter
+from rawinfer.plugins.discovery import deployment_options, with_plugins
 from router import admin_routes
 from router import openai_compat as oai
 from router.contract import InferenceRequest
@@ -37,11 +38,13 @@ from router.errors import error_body, error_response, for_status
 from router.gateway import Backend, Gateway, parse_json, validated
 from router.metrics import Metrics, RequestObserver
 from router.logs import current_request_id, request_id_from, request_id_var, setup_logging
+from router.openapi import describe
 
 log = logging.getLogger("rawinfer.ingress")
 api = FastAPI(title="rawinfer", version="0.1.0",
               description="Raw inference: one endpoint for chat, embeddings, transcription and vision.")
 api.add_middleware(RequestObserver)
+api.openapi = lambda: describe(api)  # the document fuzzing holds the service to (router/openapi.py)
 
 
 def _state(request: Request) -> dict[str, Any]:
@@ -169,7 +172,8 @@ def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
 @serve.ingress(api)
 class Ingress:
     def __init__(self, settings: dict[str, Any], catalog: dict[str, Any], backends: dict[str, DeploymentHandle],
-                 providers_ready: dict[str, bool] | None = None, rate_limiter: DeploymentHandle | None = None):
+                 providers_ready: dict[str, bool] | None = None, rate_limiter: DeploymentHandle | None = None,
+                 semantic_cache: DeploymentHandle | None = None):
         setup_logging()
         self.settings = Settings(**settings)
         self.store = store = Store(self.settings.database_url)
@@ -180,7 +184,9 @@ class Ingress:
         RequestObserver.observers = [Metrics().observe, self._record_usage]
         self.app_name = serve.get_replica_context().app_name
         callers = {name: handle_backend(name, h) for name, h in backends.items()}
-        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready, limiter)
+        self.cache_call = handle_backend("semantic_cache", semantic_cache) if semantic_cache is not None else None
+        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready, limiter,
+                               self.cache_call)
 
     def _record_usage(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
         """Every authenticated request goes to the usage ledger (off the request path)."""
@@ -197,6 +203,8 @@ class Ingress:
 
     async def __del__(self):
         """Serve's graceful shutdown: flush the usage ledger, hand leased rate units back."""
+        if self.gateway.cache is not None:  # observations still being judged
+            await self.gateway.cache.close()
         await self.ledger.close()
         if self.gateway.limiter is not None:
             await self.gateway.limiter.close()
@@ -272,7 +280,7 @@ class Ingress:
         admin.require_admin(await self.gateway.auth.key(request.headers.get("authorization")))
         status, out = await admin_routes.dispatch(self.store, request.method, path, request.query_params,
                                                   await read_body(request, self.settings.max_body_bytes),
-                                                  self.settings.max_body_bytes)
+                                                  self.settings.max_body_bytes, cache=self.cache_call)
         return _json({**out, "request_id": rid}, status)
 
     @api.get("/v1/inference/models")
@@ -294,14 +302,31 @@ def build_app(args: dict[str, Any] | None = None):
     settings = Settings(**args.get("settings", {}))
     path = Path(args.get("catalog") or settings.catalog_path)
     catalog = load_catalog(path if path.is_absolute() else REPO_ROOT / path)
+    # plugins (entry points and plugins_dirs): one deployment each; failures are listed, not raised
+    catalog = with_plugins(catalog, settings.plugins_dirs)
     backends = {}
     for name, spec in catalog.backends.items():
         if spec.configured:
             data = spec.model_dump(mode="json") | {"cache_dir": str(settings.cache_dir)}
-            backends[name] = REGISTRY[spec.engine].options(name=name).bind(data)
+            if spec.engine == "plugin":  # plugins embed through the service's text-embedding deployment
+                backends[name] = REGISTRY[spec.engine].options(name=name, **deployment_options(spec)).bind(
+                    data, backends.get(settings.plugins_embedding_backend))
+            else:
+                backends[name] = REGISTRY[spec.engine].options(name=name).bind(data)
     # which cloud providers have credentials (the keys themselves stay in each provider replica)
     ready = {name: cls.settings_model.model_validate(settings.providers.get(name, {})).key() is not None
              for name, cls in ADAPTERS.items()}
     limiter = RateLimiterDeployment.bind({"window_s": settings.limits.window_s}) if settings.limits.enabled else None
     return Ingress.bind(settings.model_dump(mode="json", exclude={"providers"}), catalog.model_dump(mode="json"),
-                        backends, ready, limiter)
+                        backends, ready, limiter, semantic_cache_deployment(settings, backends))
+
+
+def semantic_cache_deployment(settings: Settings, backends: dict[str, Any]):
+    """The shared semantic cache (deployments/semantic_cache.py), when enabled and its embedder runs."""
+    from deployments.semantic_cache import SemanticCacheDeployment
+
+    s = settings.semantic_cache
+    if not s.enabled or s.embedding_backend not in backends:
+        return None
+    path = s.snapshot_path or settings.cache_dir / "semantic-cache.npz"
+    return SemanticCacheDeployment.bind({"settings": s.model_dump(mode="json"), "snapshot_path": str(path)})

@@ -20,6 +20,7 @@ class Task(str, Enum):
     text_embedding = "text_embedding"
     multimodal_embedding = "multimodal_embedding"
     transcription = "transcription"
+    plugin = "plugin"  # a custom model: inputs/parameters/data are the plugin's own models (docs/plugins.md)
 
 
 class _Strict(BaseModel):
@@ -37,7 +38,7 @@ class InferenceRequest(_Strict):
     feature_uri: str | None = None
     inputs: dict[str, Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    enable_semantic_cache: bool = False
+    enable_semantic_cache: StrictBool = False  # strict like every boolean: "yes" is a 400
     semantic_cache_max_error_rate: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")

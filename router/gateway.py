@@ -28,7 +28,9 @@ from router.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
 from router.logs import request_id_var
 from router.resolution import Addressing, CatalogIndex, Target, resolve
-from router.tasks import TASKS, provider_payload
+from router.semantic_cache import CachePlan, SemanticCacheClient
+from router import plugins
+from router.tasks import TASKS, plugin_task, provider_payload
 
 log = logging.getLogger("rawinfer.ingress")
 GRACE_S = 2.0  # the ingress's backstop after the deadline that engines enforce themselves
@@ -44,6 +46,7 @@ class Prepared:
     namespace: NamespaceInfo
     state: dict[str, Any]  # the request's state (metrics and logs read target, namespace, tokens)
     admission: Any = None  # the rate limiter's admission, settled with the real tokens
+    cache: CachePlan | None = None  # the semantic cache's plan (router/semantic_cache.py); None: uncached
 
 
 def parse_json(body: bytes, max_bytes: int) -> Any:
@@ -64,11 +67,14 @@ def validated(model: type[BaseModel], obj: Any, where: str) -> Any:
         return model.model_validate(obj)
     except ValidationError as e:
         raise invalid(e, where) from None
+    except RecursionError:  # e.g. a `schema` parameter nested past what a recursive checker walks
+        raise InvalidRequest(f"{where or 'body'} is nested too deeply; flatten it") from None
 
 
 class Gateway:
     def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store,
-                 providers_ready: Mapping[str, bool] | None = None, limiter: LocalLimiter | None = None):
+                 providers_ready: Mapping[str, bool] | None = None, limiter: LocalLimiter | None = None,
+                 semantic_cache: Backend | None = None):
         self.settings = settings
         self.index = CatalogIndex(catalog)
         self.backends = backends
@@ -76,6 +82,7 @@ class Gateway:
         self.media = MediaFetcher(settings.media)
         self.providers_ready = dict(providers_ready or {})
         self.limiter = limiter
+        self.cache = self._cache_client(semantic_cache) if semantic_cache is not None else None
 
     def _refuse_unready(self, target: Target) -> None:
         if not target.configured:
@@ -119,9 +126,12 @@ class Gateway:
         if not key.may_target(target.address, target.backend, req.inference_name):
             raise Forbidden(f"this API key may not use {target.address}")
         self._refuse_unready(target)
-        task = detect_task(req.inputs, target.tasks)
+        # a plugin's inputs and parameters are its own models (rawinfer/plugins), not a contract task's
+        plugin = target.engine == "plugin"
+        task = Task.plugin if plugin else detect_task(req.inputs, target.tasks)
         state["task"] = task.value
-        spec = TASKS.get(task)
+        spec = plugin_task(self.index.catalog.backends[target.backend].model_path, target.served_model) if plugin \
+            else TASKS.get(task)
         if spec is None:
             raise InvalidRequest(f"task {task.value} is not served by this server yet")
         inputs = validated(spec.inputs, req.inputs, "inputs")
@@ -138,7 +148,11 @@ class Gateway:
             raise
         state["media_bytes"] = sum(len(v) for v in (payload.get("audio"), payload.get("media"),
                                                     (payload.get("inputs") or {}).get("media")) if isinstance(v, bytes))
-        return Prepared(target, task, payload, bool(getattr(params, "stream", False)), ns, state, admission)
+        stream = bool(getattr(params, "stream", False))
+        plan = self.cache.plan(enabled=req.enable_semantic_cache, max_error_rate=req.semantic_cache_max_error_rate,
+                               task=task.value, stream=stream, namespace=ns.id, payload=payload,
+                               label=f"{target.provider}/{target.served_model}") if self.cache is not None else None
+        return Prepared(target, task, payload, stream, ns, state, admission, plan)
 
     async def settle(self, admission: Any, tokens: dict[str, Any] | None) -> None:
         """Charge a finished request's real tokens to its rate limits (once)."""
@@ -164,10 +178,44 @@ class Gateway:
     async def execute(self, p: Prepared) -> dict[str, Any]:
         result = None
         try:
-            result = await self.call(p.target, p.payload)
+            if p.cache is not None and self.cache is not None:
+                result = await self.cache.execute(p.cache, lambda: self.call(p.target, p.payload))
+            else:
+                result = await self.call(p.target, p.payload)
             return self._response(p, result)
-        finally:
-            await self.settle(p.admission, (result or {}).get("tokens_used"))
+        finally:  # a cached answer's tokens are not charged to the rate limits again
+            await self.settle(p.admission, None if (result or {}).get("cache_hit") else (result or {}).get("tokens_used"))
+
+    # ---------------------------------------------------------------- semantic cache
+    def _cache_client(self, cache: Backend) -> SemanticCacheClient:
+        from rawinfer.semantic_cache.judge import make_judge
+
+        s = self.settings.semantic_cache
+        return SemanticCacheClient(s, cache, self._embed, make_judge(
+            s.judge, embed=self._embed, ask=self._ask_judge, similarity=s.judge_similarity))
+
+    async def _backend(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        backend = self.backends.get(name)
+        if backend is None:
+            raise Unavailable(f"the {name} deployment is not running")
+        result = await asyncio.wait_for(backend({**payload, **self._call_meta()}), self.settings.request_timeout_s + GRACE_S)
+        if is_wire_error(result):
+            raise from_wire(result)
+        return result
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        """The semantic cache's prompt embeddings (the text-embedding backend, truncating)."""
+        out = await self._backend(self.settings.semantic_cache.embedding_backend, {
+            "texts": texts, "single": False, "parameters": {"normalize": True, "input_type": "query", "truncate": True}})
+        return out["data"]["embeddings"]
+
+    async def _ask_judge(self, prompt: str) -> str:
+        """The LLM judge's question to the judge chat backend (greedy, a few tokens)."""
+        from models.chat import ChatParams
+
+        params = ChatParams(temperature=0, max_tokens=4).model_dump(by_alias=True)
+        out = await self._backend(self.settings.semantic_cache.judge_backend, {"prompts": [prompt], "parameters": params})
+        return out["data"]["responses"][0]["text"]
 
     async def stream(self, p: Prepared) -> AsyncIterator[dict[str, Any]]:
         """Events for a streaming request: `{"delta": str}`..., then `{"final": response body}`.
@@ -204,7 +252,10 @@ class Gateway:
 
     async def list_models(self, authorization: str | None, namespace: str | None) -> dict[str, Any]:
         key, ns = await self.auth(authorization, namespace)
+        self.plugin_status = await plugins.load_status(self.index.catalog, self.backends)
         return {"namespace": ns.id, "data": self.listing()}
+
+    plugin_status: Mapping[str, dict[str, Any]] = {}  # plugin backend -> its load status (list_models)
 
     def listing(self) -> list[dict[str, Any]]:
         out = []
@@ -221,5 +272,6 @@ class Gateway:
                 "feature_uris": t.feature_uris, "tasks": [x.value for x in b.tasks],
                 "served_by": {"provider": b.provider, "model": b.served_model},
                 "status": status, **({"note": b.note} if b.note and not b.configured else {}),
+                **(plugins.describe(b, self.plugin_status.get(t.backend)) if b.engine == "plugin" else {}),
             })
-        return out
+        return out + plugins.failed_entries(self.index.catalog)

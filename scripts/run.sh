@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
+# Serve's HTTP proxy cleans X-Request-Id before echoing it (router/proxy.py); read when Ray starts
+export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=router.proxy:middlewares
 unset RAY_ADDRESS
 V=.venv/bin
 URL=${RAWINFER_URL:-http://127.0.0.1:8000}

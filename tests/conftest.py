@@ -127,9 +127,13 @@ def service(tmp_path_factory, fakes) -> Service:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.pop("RAY_ADDRESS", None)
     os.environ.update(provider_env(fakes))  # before ray.init: every worker inherits it
+    from router.proxy import PROXY_ENV
+
+    os.environ.update(PROXY_ENV)  # Serve's proxy sanitises X-Request-Id (router/proxy.py)
     import ray
     from ray import serve
 
+    from plugin_fixtures import write_test_plugins
     from rawinfer.launch import deploy, load_config
 
     tmp = tmp_path_factory.mktemp("service")
@@ -145,6 +149,10 @@ def service(tmp_path_factory, fakes) -> Service:
             "database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024,
             # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
             "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
+            # the repo's example plugins plus broken/raising/garbage/scaffolded ones (tests/plugin_fixtures.py)
+            "plugins_dirs": [str(REPO / "plugins"), str(write_test_plugins(tmp / "plugins"))],
+            # the semantic cache's snapshot in this run's folder; seeded explore/exploit draws
+            "semantic_cache": {"snapshot_path": str(tmp / "semantic-cache.npz"), "seed": 7},
         })
         deploy(config)
         svc.url = f"http://127.0.0.1:{port}"

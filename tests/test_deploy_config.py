@@ -161,8 +161,11 @@ def _build_and_check(which: str) -> dict[str, Any]:
     assert isinstance(app, Application)
     built = serve_build(app, name="rawinfer")
     deployments = {d.name: d for d in built.deployments}
-    catalog = load_catalog(REPO / args["catalog"])
-    expected = {"ingress", "rate_limiter"} | {name for name, b in catalog.backends.items() if b.configured}
+    from rawinfer.plugins.discovery import with_plugins
+    from rawinfer.settings import Settings
+
+    catalog = with_plugins(load_catalog(REPO / args["catalog"]), Settings(**args.get("settings", {})).plugins_dirs)
+    expected = {"ingress", "rate_limiter", "semantic_cache"} | {name for name, b in catalog.backends.items() if b.configured}
     assert set(deployments) == expected
     assert built.ingress_deployment_name == "ingress"
     overrides = serve_config(which)["applications"][0].get("deployments", [])
@@ -228,7 +231,7 @@ def test_gpu_config_resources():
             assert not opts.get("num_gpus"), f"{name}: ingress and provider proxies run on CPU"
         if backend is not None and backend.provider != "local":
             assert opts.get("num_cpus", 1) <= 0.25 and o["max_ongoing_requests"] >= 128, name
-        if name == "rate_limiter":  # its counts live in one replica: never autoscaled
+        if name in ("rate_limiter", "semantic_cache"):  # their state lives in one replica: never autoscaled
             assert o["num_replicas"] == 1 and "autoscaling_config" not in o
             continue
         a = o["autoscaling_config"]
