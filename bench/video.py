@@ -100,6 +100,18 @@ def http_catalog(folder: Path, model: tuple[str, Path, Path | None], batch_size:
     return path
 
 
+def best_of_interleaved(reps: int, *fns) -> list[float]:
+    """Best time of each function over `reps` rounds, the functions taking turns within a round
+    (a shared machine's load drifts: interleaving keeps it from favouring one path)."""
+    best = [float("inf")] * len(fns)
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best
+
+
 def http_fps(name: str, video: bytes, args, folder: Path, model, n: int, bare) -> tuple[float, float]:
     """(bare encode f/s, HTTP f/s): POST /v1/inference (video_base64) one request at a time, taking
     turns with `bare()` in this process while the service is up, so both see the same machine."""
