@@ -2,8 +2,8 @@
 configured deployment, and the resident memory of all service processes at idle and under load.
 Targets (issue 10): <= 60 s; <= 8 GiB.
 
-Run on a machine with nothing else on Ray: `.venv/bin/python bench/startup.py` (it runs
-`make stop`, then `make run`, then `make stop`).
+Run on a machine with nothing else on Ray: `.venv/bin/python bench/startup.py [--keep]` (it runs
+`make stop`, then `make run`, then `make stop` unless --keep).
 """
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ PROBES = {  # one real request per configured local deployment
              "parameters": {"max_tokens": 4, "temperature": 0}},
     "whisper_base": {"provider": "local", "model": "whisper-base", "inputs": {"audio_base64": ""}},
     "whisper_tiny_en": {"provider": "local", "model": "whisper-tiny.en", "inputs": {"audio_base64": ""}},
+    # the example plugins (plugins/) and the semantic cache's deployment (a cached chat request)
+    "keyword_extractor_1_0_0": {"inference_name": "keyword_extractor_1_0_0", "inputs": {"text": "Ray Serve batches requests."}},
+    "keyword_extractor_1_1_0": {"inference_name": "keyword_extractor_1_1_0", "inputs": {"text": "Ray Serve batches requests."}},
+    "zero_shot_classifier_1_0_0": {"inference_name": "zero_shot_classifier_1_0_0", "inputs": {"text": "He scored a goal."},
+                                   "parameters": {"labels": ["sports", "cooking"]}},
+    "semantic_cache": {"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hello"]},
+                       "parameters": {"max_tokens": 4, "temperature": 0}, "enable_semantic_cache": True},
 }
 
 
@@ -79,12 +86,13 @@ def main() -> None:
         sampler = threading.Thread(target=sample)
         sampler.start()
         with cf.ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: httpx.post(URL + "/v1/inference", json=list(PROBES.values())[i % 4],
-                                               headers=headers, timeout=300), range(48)))
+            list(pool.map(lambda i: httpx.post(URL + "/v1/inference", json=list(PROBES.values())[i % len(PROBES)],
+                                               headers=headers, timeout=300), range(6 * len(PROBES))))
         stop.set()
         sampler.join()
     finally:
-        subprocess.run(["make", "stop"], cwd=REPO, capture_output=True)
+        if not KEEP:
+            subprocess.run(["make", "stop"], cwd=REPO, capture_output=True)
     for name in PROBES:
         print(f"first 200 from {name:16s} {ready.get(name, float('nan')):6.1f} s after `make run`")
     print(f"all deployments answering: {max(ready.values(), default=float('nan')):.1f} s  (target <= 60 s)")
@@ -93,4 +101,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    KEEP = "--keep" in sys.argv  # leave the service running (e.g. for scripts/tenancy-walkthrough.sh)
     main()

@@ -23,11 +23,12 @@ APP, PREFIX = "ledger-check", "/ledger-check"
 
 def _second_app(service, catalog_path) -> dict:
     """The session's app with a one-backend catalog (the OpenAI proxy, answered by the fake
-    provider), no rate limiter, and a ledger that never flushes by itself during the test."""
+    provider), no plugins, no rate limiter, and a ledger that never flushes by itself during the
+    test: two small replicas (Ray sees 2 CPUs and the session's app holds nearly all of them)."""
     app = copy.deepcopy(service.serve_config["applications"][0])
     app.update(name=APP, route_prefix=PREFIX)
     app["args"]["catalog"] = str(catalog_path)
-    app["args"]["settings"] = {**app["args"]["settings"], "limits": {"enabled": False},
+    app["args"]["settings"] = {**app["args"]["settings"], "limits": {"enabled": False}, "plugins_dirs": [],
                                "usage": {"flush_interval_s": 3600, "batch_size": 10_000}}
     keep = {"ingress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.02}},
             "openai": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.01}}}
