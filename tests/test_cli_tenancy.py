@@ -75,8 +75,9 @@ def test_usage_table_and_json(cli):
 
     out = cli("usage", "--namespace", "team", "--from", "2026-11-01", "--to", "2026-11-02", "--group-by", "day")
     lines = out.splitlines()
-    assert lines[1].split()[:6] == ["day", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "audio_seconds"]
-    assert lines[2].split()[:5] == ["2026-11-01", "2", "20", "40", "60"]
+    assert lines[1].split()[:7] == ["day", "requests", "prompt_tokens", "completion_tokens", "total_tokens",
+                                    "cached_tokens", "audio_seconds"]
+    assert lines[2].split()[:6] == ["2026-11-01", "2", "20", "40", "60", "0"]  # no cache hits
     assert lines[3].split()[:2] == ["2026-11-02", "1"] and len(lines) == 4
 
     data = json.loads(cli("usage", "--namespace", ns.id, "--from", "2026-11-01", "--group-by", "key", "--json"))
