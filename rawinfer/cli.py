@@ -155,19 +155,20 @@ def limits_set(args) -> None:
         sys.exit("error: give --rpm and/or --tpm")
     store = _store(args)
     try:
-        info = (store.set_key_limits(args.key, **given) if args.key
+        info = (store.set_key_limits(args.key, **given) if args.key is not None
                 else store.set_namespace_limits(args.namespace, **given))
     except (LookupError, ValueError) as e:
         sys.exit(f"error: {e}")
-    print(f"{'key' if args.key else 'namespace'} {info.id}: {_limits(info)}")
+    print(f"{'key' if args.key is not None else 'namespace'} {info.id}: {_limits(info)}")
 
 
 def limits_show(args) -> None:
     store = _store(args)
-    info = store.get_key(args.key) if args.key else store.find_namespace(args.namespace)
+    by_key = args.key is not None  # `--key ""` is a key that does not exist, not a namespace
+    info = store.get_key(args.key) if by_key else store.find_namespace(args.namespace)
     if info is None:
-        sys.exit(f"error: no {'key' if args.key else 'namespace'} {args.key or args.namespace!r}")
-    print(f"{'key' if args.key else 'namespace'} {info.id}: {_limits(info)}")
+        sys.exit(f"error: no {'key' if by_key else 'namespace'} {args.key if by_key else args.namespace!r}")
+    print(f"{'key' if by_key else 'namespace'} {info.id}: {_limits(info)}")
 
 
 def usage(args) -> None:
