@@ -18,6 +18,8 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import PlainTextResponse, Response
+from starlette.formparsers import MultiPartException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rawinfer.errors import InferenceFailed, InvalidRequest, PayloadTooLarge, RawInferError
 from router.contract import InferenceRequest
@@ -141,8 +143,17 @@ TRANSCRIPTION_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 
 async def transcriptions(gateway: Gateway, request: Request) -> Response:
+    # the key first, as everywhere: a request without one is a 401 whatever its body (the lookup is cached)
+    await gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True)
     cap = gateway.settings.media.max_bytes
-    form = await request.form(max_part_size=cap)
+    try:
+        form = await request.form(max_part_size=cap)
+    except (MultiPartException, StarletteHTTPException) as e:  # Starlette: 400 inside an app, else its own
+        reason = str(getattr(e, "detail", None) or getattr(e, "message", None) or "malformed")
+        if "maximum size" in reason:
+            raise PayloadTooLarge(f"a multipart field is over the limit of {cap} bytes") from None
+        raise InvalidRequest(f"the multipart body could not be read ({reason[:120]}); send multipart/form-data "
+                             "with the audio in the field `file`") from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise InvalidRequest("send the audio as the multipart field `file`")

@@ -114,3 +114,19 @@ def test_typed_errors(client, service):
     with pytest.raises(openai.BadRequestError) as e:
         unrestricted.models.list()  # a key for several namespaces must name one
     assert "X-Namespace" in e.value.message
+
+
+def test_malformed_multipart_is_a_4xx_and_a_key_comes_first(service):
+    """Found by the fuzzer: a broken multipart body to the transcription route was a 500."""
+    import httpx
+
+    boundary = "e6f48b9bacb6642c261d270914899100"
+    body = f"--{boundary}\r\n2.8e+104--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with httpx.Client(base_url=service.url, timeout=60) as c:
+        r = c.post("/v1/audio/transcriptions", content=body, headers=headers)
+        assert r.status_code == 401, r.text  # no key: 401 whatever the body
+        r = c.post("/v1/audio/transcriptions", content=body, headers={**headers, **service.headers()})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["type"] == "invalid_request_error" and "multipart" in r.json()["error"]["message"]
+        assert c.get("/healthz").status_code == 200
