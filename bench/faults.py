@@ -1,8 +1,11 @@
 """Faults under load, against the real service (Ray Serve started here, bench/common.py):
 
-  replica    kill the text-embedding replica (ray.kill of its actor) during a fixed-rate
-             embedding load; Serve starts a new one. Reports failed requests % (target <= 1 %)
-             and the time from the kill until every request succeeds again (target <= 30 s).
+  replica    kill one text-embedding replica (ray.kill of its actor) during a fixed-rate
+             embedding load; Serve starts a new one. Reports failed requests % (target <= 1 %),
+             the time from the kill until every request succeeds again at its usual latency
+             (target <= 30 s) and until Serve has the replacement running.
+             `--embedding-replicas` (default 2) sets how many replicas run; with 1, requests wait
+             for the replacement (the ingress re-sends a request whose replica died).
   provider   the cloud provider hangs (a fake OpenAI server, tests/fake_providers.py, that never
              answers): its requests get 504 at the request deadline, embeddings meanwhile keep
              their latency.
@@ -90,15 +93,33 @@ def replica_actors(deployment: str) -> list:
     return [ray.get_actor(n, namespace="serve") for n in names]
 
 
-async def scenario_replica(url: str, headers: dict, rate: float) -> dict:
+async def replaced_after(deployment: str, running: int, since: float, limit: float = 120.0) -> float | None:
+    """Seconds from `since` until Serve reports `running` replicas of `deployment` again."""
+    from ray import serve
+
+    while time.perf_counter() - since < limit:
+        app = serve.status().applications.get("rawinfer")
+        dep = app.deployments.get(deployment) if app else None
+        up = sum(n for state, n in (dep.replica_states.items() if dep else ()) if getattr(state, "value", state) == "RUNNING")
+        if up >= running and time.perf_counter() - since > 1:
+            return time.perf_counter() - since
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def scenario_replica(url: str, headers: dict, rate: float, kill: int = 1) -> dict:
     import ray
 
     duration, kill_at = 60.0, 15.0
+    t_start = time.perf_counter()
     load = asyncio.create_task(fixed_rate(url, headers, rate, duration))
     await asyncio.sleep(kill_at)
     actors = replica_actors("text_embedding")
-    for a in actors:
+    t_kill = time.perf_counter()
+    for a in actors[:kill]:
         ray.kill(a, no_restart=True)
+    replaced = await replaced_after("text_embedding", len(actors), t_kill)
+    kill_at = t_kill - t_start
     rows = await load
     failed = [r for r in rows if r[2] != 200]
     before = [r for r in rows if r[0] < kill_at]
@@ -106,12 +127,14 @@ async def scenario_replica(url: str, headers: dict, rate: float) -> dict:
     # recovered: from the kill until the last request that failed or took > 5x the p99 before it
     bad = [r[0] + r[1] for r in rows if r[0] >= kill_at - 1 and (r[2] != 200 or r[1] > slow)]
     recovery = max(bad) - kill_at if bad else 0.0
-    out = {"replicas_killed": len(actors), "requests": len(rows), "failed": len(failed),
+    out = {"replicas": len(actors), "replicas_killed": min(kill, len(actors)),
+           "replaced_after_s": None if replaced is None else round(replaced, 1), "requests": len(rows), "failed": len(failed),
            "failed_pct": round(100 * len(failed) / len(rows), 2), "recovery_s": round(max(recovery, 0.0), 1),
            "statuses": {s: sum(1 for r in rows if r[2] == s) for s in sorted({r[2] for r in rows})},
            "latency_before": lat_summary(before), "latency_after_recovery": lat_summary(
                [r for r in rows if r[0] > kill_at + recovery])}
-    print(f"replica: killed {len(actors)} text_embedding replica(s) at {kill_at:g} s of a {rate:g} req/s, "
+    print(f"replica: killed {out['replicas_killed']} of {len(actors)} text_embedding replica(s) at {kill_at:.1f} s of a "
+          f"{rate:g} req/s, Serve had a replacement running after {out['replaced_after_s']} s; "
           f"{duration:g} s load: {out['failed']}/{out['requests']} failed ({out['failed_pct']} %, target <= 1 %), "
           f"recovered in {out['recovery_s']} s (target <= 30 s); statuses {out['statuses']}; "
           f"before {out['latency_before']}; after {out['latency_after_recovery']}")
@@ -270,7 +293,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="replica,provider,slowclient,database,shutdown")
     p.add_argument("--rate", type=float, default=20.0, help="embedding requests/s during the replica kill")
-    p.add_argument("--deadline", type=float, default=8.0, help="request_timeout_s of the service")
+    p.add_argument("--deadline", type=float, default=60.0, help="request_timeout_s of the service (its default)")
+    p.add_argument("--embedding-replicas", type=int, default=2,
+                   help="text_embedding replicas during the replica kill (the embedded default runs 1)")
     a = p.parse_args()
     which = a.only.split(",")
 
@@ -292,13 +317,16 @@ def main() -> None:
     store.create_namespace("bench")
     info, secret = store.create_key("faults", namespaces=["bench"])
     key_id = info.id
+    n = a.embedding_replicas
     url, _ = start_service(settings={"database_url": f"sqlite:///{path}", "request_timeout_s": a.deadline,
-                                     "auth_cache_ttl_s": 1.0}, env={**env, **PROXY_ENV})
+                                     "auth_cache_ttl_s": 1.0}, env={**env, **PROXY_ENV},
+                           deployments={"text_embedding": {"ray_actor_options": {"num_cpus": 0.3 / n}, "autoscaling_config": {
+                               "min_replicas": n, "max_replicas": n, "target_ongoing_requests": 16}}})
     headers = {"Authorization": f"Bearer {secret}", "X-Namespace": "bench"}
     print(machine())
     try:
         if "replica" in which:
-            RESULTS["replica"] = asyncio.run(scenario_replica(url, headers, a.rate))
+            RESULTS["replica"] = asyncio.run(scenario_replica(url, headers, a.rate, kill=1))
         if "provider" in which:
             RESULTS["provider"] = asyncio.run(scenario_provider(url, headers, fakes, a.deadline))
         if "slowclient" in which:

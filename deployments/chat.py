@@ -21,7 +21,7 @@ from rawinfer.errors import RawInferError, to_wire
     ray_actor_options={"num_cpus": 0.5},
     max_ongoing_requests=64,
     autoscaling_config={"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 32},
-    health_check_period_s=10,
+    health_check_period_s=5,
     health_check_timeout_s=30,
     graceful_shutdown_timeout_s=20,
 )

@@ -20,7 +20,7 @@ from rawinfer.catalog import resolve_model_path
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
-    health_check_period_s=10,
+    health_check_period_s=2,
 )
 class ClipDeployment:
     def __init__(self, spec: dict[str, Any]):

@@ -47,7 +47,7 @@ def remote_embedder(handle: DeploymentHandle, label: str) -> Callable[[list[str]
     ray_actor_options={"num_cpus": 0.05},
     max_ongoing_requests=64,
     autoscaling_config={"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 16},
-    health_check_period_s=10,
+    health_check_period_s=2,
 )
 class PluginDeployment:
     def __init__(self, spec: dict[str, Any], text_embedding: DeploymentHandle | None = None):

@@ -24,7 +24,7 @@ DEADLINE_MARGIN_S = 0.5  # the adapter answers 504 itself just before the ingres
     ray_actor_options={"num_cpus": 0.05},
     max_ongoing_requests=512,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 128},
-    health_check_period_s=10,
+    health_check_period_s=2,
 )
 class ProviderDeployment:
     def __init__(self, spec: dict[str, Any]):

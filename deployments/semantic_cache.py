@@ -59,7 +59,7 @@ class CacheMetrics:
     num_replicas=1,
     ray_actor_options={"num_cpus": 0.02},
     max_ongoing_requests=1000,
-    health_check_period_s=10,
+    health_check_period_s=2,
 )
 class SemanticCacheDeployment:
     def __init__(self, config: dict[str, Any]):

@@ -96,6 +96,14 @@ def subjects_for(key: Any, ns: Any, settings: LimitSettings) -> list[Subject]:
     return out
 
 
+def window_of(name: str, now: float, window_s: float = 60.0) -> tuple[int, float]:
+    """The window a subject is in at `now` and the seconds until it ends (stable per-subject phase)."""
+    phase = (zlib.crc32(name.encode()) % 10_000) / 10_000 * window_s
+    pos = now + phase
+    w = math.floor(pos / window_s)
+    return w, (w + 1) * window_s - pos
+
+
 @dataclass(frozen=True)
 class Grant:
     allowed: bool
@@ -116,10 +124,7 @@ class SharedLimiter:
         self._last_prune = 0.0
 
     def _window(self, name: str, now: float) -> tuple[int, float]:
-        phase = (zlib.crc32(name.encode()) % 10_000) / 10_000 * self.window_s
-        pos = now + phase
-        w = math.floor(pos / self.window_s)
-        return w, (w + 1) * self.window_s - pos
+        return window_of(name, now, self.window_s)
 
     def _slot(self, name: str, now: float) -> tuple[list[int], float]:
         w, reset = self._window(name, now)

@@ -10,13 +10,13 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -134,34 +134,63 @@ async def sse_response(events: AsyncIterator[dict[str, Any]], t0: float, rid: st
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def handle_backend(name: str, handle: DeploymentHandle) -> Backend:
-    """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s."""
+REPLICA_RETRIES = 3  # times one request is sent again after the replica handling it died
+
+
+def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str], None] | None = None) -> Backend:
+    """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s, and a
+    request whose replica died is sent again (`on_retry(name)` counts it)."""
 
     async def call(payload: dict[str, Any]) -> dict[str, Any]:
-        response = handle.remote(payload)
-        try:
-            return await response
-        except BackPressureError:
-            raise Unavailable(f"{name} is overloaded; retry shortly") from None
-        except RayError:
-            log.exception("backend %s failed", name)
-            raise Unavailable(f"{name} is not available right now; retry shortly") from None
-        except BaseException:
-            response.cancel()  # timeout or client gone: stop the work in the replica
-            raise
+        for attempt in range(REPLICA_RETRIES + 1):
+            response = handle.remote(payload)
+            try:
+                return await response
+            except BackPressureError:
+                raise Unavailable(f"{name} is overloaded; retry shortly") from None
+            except RayActorError:
+                # the replica died (killed, OOM, node lost) before answering: inference has no side
+                # effects, so the request goes again; Serve's router has dropped the dead replica and
+                # sends it to another one, or holds it until the replacement is up (the gateway's
+                # request deadline bounds the wait)
+                if attempt == REPLICA_RETRIES:
+                    log.exception("backend %s: replica lost %d times for one request", name, attempt + 1)
+                    raise Unavailable(f"{name} is not available right now; retry shortly") from None
+                log.warning("backend %s: replica lost mid-request, retrying (%d/%d)", name, attempt + 1, REPLICA_RETRIES)
+                if on_retry:
+                    on_retry(name)
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except RayError:
+                log.exception("backend %s failed", name)
+                raise Unavailable(f"{name} is not available right now; retry shortly") from None
+            except BaseException:
+                response.cancel()  # timeout or client gone: stop the work in the replica
+                raise
+        raise AssertionError("unreachable")
 
     async def stream(payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        gen = handle.options(stream=True, method_name="stream").remote(payload)
-        try:
-            async for event in gen:
-                yield event
-        except BackPressureError:
-            raise Unavailable(f"{name} is overloaded; retry shortly") from None
-        except RayError:
-            log.exception("backend %s failed while streaming", name)
-            raise Unavailable(f"{name} failed while streaming; retry") from None
-        finally:
-            gen.cancel()
+        for attempt in range(REPLICA_RETRIES + 1):
+            gen, sent = handle.options(stream=True, method_name="stream").remote(payload), False
+            try:
+                async for event in gen:
+                    sent = True
+                    yield event
+                return
+            except BackPressureError:
+                raise Unavailable(f"{name} is overloaded; retry shortly") from None
+            except RayActorError:
+                if sent or attempt == REPLICA_RETRIES:  # events already went out: a retry would repeat them
+                    log.exception("backend %s: replica lost while streaming", name)
+                    raise Unavailable(f"{name} failed while streaming; retry") from None
+                log.warning("backend %s: replica lost before its first event, retrying", name)
+                if on_retry:
+                    on_retry(name)
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except RayError:
+                log.exception("backend %s failed while streaming", name)
+                raise Unavailable(f"{name} failed while streaming; retry") from None
+            finally:
+                gen.cancel()
 
     call.stream = stream
     return call
@@ -181,10 +210,12 @@ class Ingress:
         self.ledger = UsageLedger.from_settings(store, self.settings.usage, self.settings.cache_dir.parent / "usage-spool")
         limiter = (LocalLimiter.from_settings(shared_caller(rate_limiter), self.settings.limits)
                    if rate_limiter is not None and self.settings.limits.enabled else None)
-        RequestObserver.observers = [Metrics().observe, self._record_usage]
+        metrics = Metrics()
+        RequestObserver.observers = [metrics.observe, self._record_usage]
         self.app_name = serve.get_replica_context().app_name
-        callers = {name: handle_backend(name, h) for name, h in backends.items()}
-        self.cache_call = handle_backend("semantic_cache", semantic_cache) if semantic_cache is not None else None
+        callers = {name: handle_backend(name, h, metrics.replica_lost) for name, h in backends.items()}
+        self.cache_call = (handle_backend("semantic_cache", semantic_cache, metrics.replica_lost)
+                           if semantic_cache is not None else None)
         self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready, limiter,
                                self.cache_call)
 

@@ -27,6 +27,12 @@ class Metrics:
                               tag_keys=("target", "kind"))
         self.cache = Counter("rawinfer_cache_total", description="Semantic cache lookups by target and result.",
                              tag_keys=("target", "result"))
+        self.retries = Counter("rawinfer_backend_retries_total",
+                               description="Requests sent again because the replica handling them died.",
+                               tag_keys=("backend",))
+
+    def replica_lost(self, backend: str) -> None:
+        self.retries.inc(tags={"backend": backend})
 
     def observe(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
         target = state.get("target", "-")

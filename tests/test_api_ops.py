@@ -80,3 +80,33 @@ def test_readyz_reports_a_down_deployment_and_its_recovery(service):
         r = c.post("/v1/inference", headers=service.headers(), json={"provider": "local", "model": "whisper-tiny.en",
                                                                     "inputs": {"audio_base64": "AAAA"}})
         assert r.status_code == 400  # served again (undecodable audio is the replica's answer)
+
+
+def test_requests_on_a_replica_that_dies_are_answered_by_its_replacement(service):
+    """A text-embedding replica process killed while requests are in flight on it: the ingress
+    sends them again, Serve's replacement answers, and the client sees only 200s."""
+    import concurrent.futures as cf
+
+    before = counter(service.metrics_url, "ray_rawinfer_backend_retries_total", backend="text_embedding")
+    pids = replica_pids("text_embedding")
+    assert pids, "no text_embedding replica process found"
+    texts = [f"sentence {i} of a batch long enough to keep the replica busy for a while" for i in range(256)]
+
+    def one(i):
+        with service.client() as c:
+            return c.post("/v1/inference", json={"inference_name": E5, "inputs": {"texts": texts}},
+                          headers=service.headers(), timeout=120)
+
+    with cf.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(one, i) for i in range(6)]
+        time.sleep(1.0)  # the requests reach the replica and it is encoding
+        assert not any(f.done() for f in futures), "the requests finished before the kill: nothing was tested"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        answers = [f.result() for f in futures]
+    assert [r.status_code for r in answers] == [200] * 6, [r.text[:200] for r in answers]
+    assert all(len(r.json()["data"]["embeddings"]) == 256 for r in answers)
+    deadline = time.monotonic() + 60  # Ray exports every few seconds
+    while counter(service.metrics_url, "ray_rawinfer_backend_retries_total", backend="text_embedding") <= before:
+        assert time.monotonic() < deadline, "no request was re-sent: the kill did not hit one in flight"
+        time.sleep(2)
