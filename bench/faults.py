@@ -94,16 +94,19 @@ def replica_actors(deployment: str) -> list:
 
 
 async def replaced_after(deployment: str, running: int, since: float, limit: float = 120.0) -> float | None:
-    """Seconds from `since` until Serve reports `running` replicas of `deployment` again."""
+    """Seconds from `since` until Serve reports `running` replicas of `deployment` again, after it
+    first noticed the loss (fewer than `running`; until then the dead replica still counts)."""
     from ray import serve
 
+    noticed = False
     while time.perf_counter() - since < limit:
         app = serve.status().applications.get("rawinfer")
         dep = app.deployments.get(deployment) if app else None
         up = sum(n for state, n in (dep.replica_states.items() if dep else ()) if getattr(state, "value", state) == "RUNNING")
-        if up >= running and time.perf_counter() - since > 1:
+        noticed = noticed or up < running
+        if noticed and up >= running:
             return time.perf_counter() - since
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.2)
     return None
 
 
@@ -231,8 +234,15 @@ async def scenario_database(url: str, headers: dict, db_path: str, key_id: str, 
     t_lock = time.perf_counter()
     th.start()
     # requests with the cached key and with keys unknown to the cache (a new secret each time)
+    async def usage_report() -> int:  # a route that reads the database itself (not only the key)
+        await asyncio.sleep(2)
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            return (await c.get("/v1/usage", headers=headers)).status_code
+
+    report = asyncio.create_task(usage_report())
     rows = await fixed_rate(url, headers, 5, lock_s + 10)
     bogus = await fixed_rate(url, {**headers, "Authorization": "Bearer sk_" + "x" * 43}, 1, 1)
+    report_status = await report
     th.join()
     unlocked = time.perf_counter() - t_lock
     served = sum(1 for r in rows if r[2] == 200)
@@ -246,10 +256,11 @@ async def scenario_database(url: str, headers: dict, db_path: str, key_id: str, 
             break
         await asyncio.sleep(1)
     out = {"lock_s": lock_s, "statuses": statuses, "unknown_key_statuses": sorted({r[2] for r in bogus}),
+           "usage_report_status": report_status,
            "served": served, "usage_rows_200": new.get(200, 0), "usage_rows_by_status": new,
            "rows_lost": served - new.get(200, 0), "unlocked_after_s": round(unlocked, 1)}
     print(f"database: SQLite locked for {lock_s:g} s under 5 req/s: statuses {statuses}, unknown keys got "
-          f"{out['unknown_key_statuses']}; {served} answered 200 and {out['usage_rows_200']} usage rows with status 200 "
+          f"{out['unknown_key_statuses']}, GET /v1/usage got {report_status}; {served} answered 200 and {out['usage_rows_200']} usage rows with status 200 "
           f"reached the database after the lock ({out['rows_lost']} lost); rows by status {new}")
     return out
 

@@ -6,6 +6,8 @@ concurrent requests into one call); `finish()` turns a request's rows into the c
 """
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,7 @@ class TextEmbeddingEngine:
         self._max_seq_length = max_seq_length
         self.torch_threads = torch_threads
         self.model = None
+        self._count_lock = threading.Lock()  # guards self.tokenizer (see load)
 
     def load(self) -> None:
         import torch
@@ -49,7 +52,10 @@ class TextEmbeddingEngine:
         self.model = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
         if self._max_seq_length:
             self.model.max_seq_length = self._max_seq_length
-        self.tokenizer = self.model.tokenizer
+        # counting tokens (prepare) runs in other threads while a batch encodes: a fast tokenizer
+        # keeps its padding/truncation settings as shared state, so the counts use their own copy,
+        # one call at a time (the model's tokenizer is used by encode only)
+        self.tokenizer = copy.deepcopy(self.model.tokenizer)
         self.max_tokens = int(self.model.max_seq_length)
         self.dimensions = int(self.model.get_embedding_dimension()
                               if hasattr(self.model, "get_embedding_dimension")
@@ -64,7 +70,9 @@ class TextEmbeddingEngine:
                                  {"max_texts": self.max_texts})
         if self.e5_prefixes and input_type is not None:
             texts = [E5_PREFIX[input_type] + t for t in texts]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        with self._count_lock:
+            ids = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        lengths = [len(x) for x in ids]
         if not truncate:
             over = [i for i, n in enumerate(lengths) if n > self.max_tokens]
             if over:

@@ -19,6 +19,8 @@ from ray import serve
 from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
@@ -74,6 +76,14 @@ async def _validation(request: Request, exc: RequestValidationError) -> Response
 async def _http(request: Request, exc: StarletteHTTPException) -> Response:
     messages = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
     return error_response(for_status(exc.status_code, messages.get(exc.status_code, str(exc.detail))), _rid(request))
+
+
+@api.exception_handler(SQLAlchemyError)
+async def _database(request: Request, exc: SQLAlchemyError) -> Response:
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):  # down, locked, pool exhausted: not the client's doing
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(Unavailable("the database is not reachable right now; retry shortly"), _rid(request))
+    return await _unexpected(request, exc)
 
 
 @api.exception_handler(Exception)

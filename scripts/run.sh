@@ -12,31 +12,42 @@ V=.venv/bin
 URL=${RAWINFER_URL:-http://127.0.0.1:8000}
 mkdir -p .rawinfer/logs
 
+# the development namespace and key live in the database only: made while Ray starts, so the key
+# works the moment the first deployment answers
+$V/rawinfer dev-init --url "$URL" >.rawinfer/logs/dev-init.out 2>&1 &
+DEV_INIT=$!
 if ! $V/ray status >/dev/null 2>&1; then
   echo "run: starting Ray (local head, $(nproc) CPUs, no dashboard)"
   $V/ray start --head --num-cpus="$(nproc)" --include-dashboard=false --disable-usage-stats >.rawinfer/logs/ray-start.log 2>&1
 fi
+wait $DEV_INIT || { cat .rawinfer/logs/dev-init.out; exit 1; }
 echo "run: deploying serve_config.yaml (first start loads the models: about a minute)"
 $V/serve run --address auto --non-blocking serve_config.yaml >.rawinfer/logs/serve-run.log 2>&1
 
-for _ in $(seq 1 300); do
-  if $V/python - <<'PY' 2>/dev/null
+deploy_failed() {  # a Python check (imports Ray: slow), so only now and then
+  $V/python - <<'PY' 2>/dev/null
 import sys
-from ray import serve
 import ray
+from ray import serve
 ray.init(address="auto", log_to_driver=False, logging_level="ERROR")
-apps = serve.status().applications
-app = apps.get("rawinfer")
-if app is None or app.status != "RUNNING":
-    if app is not None and app.status == "DEPLOY_FAILED":
-        print(app.message); sys.exit(2)
-    sys.exit(1)
+app = serve.status().applications.get("rawinfer")
+if app is not None and app.status == "DEPLOY_FAILED":
+    print(app.message); sys.exit(0)
+sys.exit(1)
 PY
-  then break; else rc=$?; [ $rc = 2 ] && { echo "run: deploy failed (see .rawinfer/logs and /tmp/ray/session_latest/logs/serve)"; exit 1; }; fi
-  sleep 2
+}
+# /readyz answers 200 once every deployment is healthy (503 naming the others before); polling it
+# with curl costs the loading replicas no CPU, unlike a Python status check every few seconds
+ready=""
+for i in $(seq 1 600); do
+  if curl -sf -o /dev/null "$URL/readyz"; then ready=1; break; fi
+  if [ $((i % 30)) = 0 ] && deploy_failed; then
+    echo "run: deploy failed (see .rawinfer/logs and /tmp/ray/session_latest/logs/serve)"; exit 1
+  fi
+  sleep 1
 done
-curl -sf "$URL/healthz" >/dev/null || { echo "run: $URL/healthz does not answer"; exit 1; }
+[ -n "$ready" ] || { echo "run: not ready after 10 minutes; $URL/readyz says:"; curl -s "$URL/readyz"; echo; exit 1; }
 echo "run: serving on $URL"
-$V/rawinfer dev-init --url "$URL"
+cat .rawinfer/logs/dev-init.out
 echo
 echo "stop with: make stop"

@@ -68,3 +68,32 @@ def test_e5_prefixes_only_on_e5_models_and_only_with_input_type(engine, e5_engin
     assert engine.prepare(["x"], input_type="query").texts == ["x"]
     q = e5_engine.embed(["what is ray"], input_type="query")["data"]["embeddings"][0]
     assert np.allclose(q, engine.model.encode(["query: what is ray"], normalize_embeddings=True)[0], atol=1e-5)
+
+
+def test_counting_tokens_while_a_batch_encodes_is_safe(engine):
+    """The replica counts tokens (prepare) in one thread while another encodes a batch: both use a
+    tokenizer, and a fast tokenizer's padding settings are shared state (seen under load: "expected
+    sequence of length 8 at dim 1 (got 7)", a 500). Many overlapping rounds must all succeed."""
+    import concurrent.futures as cf
+    import threading
+
+    texts = [" ".join(["word"] * (1 + i % 13)) for i in range(8)]
+    want = engine.encode(texts)
+    done = threading.Event()
+
+    def count(i):
+        n = 0
+        while not done.is_set():
+            engine.prepare([" ".join(["other"] * (1 + (i + j + n) % 29)) for j in range(4)])
+            n += 1
+        return n
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        counters = [pool.submit(count, i) for i in range(3)]
+        try:
+            rows = [engine.encode(texts) for _ in range(150)]
+        finally:
+            done.set()
+        assert all(f.result() > 10 for f in counters)
+    for got in rows:
+        assert np.allclose(got, want, atol=1e-5)
