@@ -37,7 +37,7 @@ class ChatDeployment:
             enforce_eager=bool(opts.get("enforce_eager", True)), kv_cache_space_gb=opts.get("kv_cache_space_gb", 1),
             dtype=opts.get("dtype", "auto"), gpu_memory_utilization=opts.get("gpu_memory_utilization"),
             tensor_parallel_size=int(opts.get("tensor_parallel_size", 1)), extra_engine_args=opts.get("engine_args"),
-            max_prompts=int(opts.get("max_prompts", 64)),
+            max_prompts=int(opts.get("max_prompts", 64)), in_process=bool(opts.get("in_process", True)),
         )
         await self.engine.start()
 

@@ -174,7 +174,7 @@ class ChatEngine:
     def __init__(self, model_path: str, *, served_model: str, max_model_len: int = 2048,
                  enforce_eager: bool = True, kv_cache_space_gb: float | None = 1, dtype: str = "auto",
                  gpu_memory_utilization: float | None = None, tensor_parallel_size: int = 1,
-                 extra_engine_args: dict | None = None, max_prompts: int = 64):
+                 extra_engine_args: dict | None = None, max_prompts: int = 64, in_process: bool = True):
         self.model_path = str(model_path)
         self.served_model = served_model
         self.max_model_len = max_model_len
@@ -185,6 +185,7 @@ class ChatEngine:
         self.tensor_parallel_size = tensor_parallel_size
         self.extra_engine_args = dict(extra_engine_args or {})
         self.max_prompts = max_prompts
+        self.in_process = in_process
         self.engine = None
         self.tokenizer = None
         self.resolved_dtype: str | None = None
@@ -196,7 +197,7 @@ class ChatEngine:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         from transformers import AutoTokenizer
-        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.engine.arg_utils import AsyncEngineArgs, EngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -206,11 +207,9 @@ class ChatEngine:
             # and would override the engine argument: ours wins, fractions allowed)
             os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
             kv_bytes = int(float(self.kv_cache_space_gb) * 2**30)
-        if current_platform.is_cpu() and self.tensor_parallel_size == 1:
-            # One model worker inside vLLM's engine process instead of a third process: on CPU
-            # vLLM otherwise spawns engine core *and* a worker, each importing torch and vLLM
-            # again (measured here: one process and ~1 GiB less, same answers). AsyncLLM keeps
-            # its engine-core process either way; GPU and tensor-parallel runs are unchanged.
+        inproc = current_platform.is_cpu() and self.tensor_parallel_size == 1 and self.in_process
+        if current_platform.is_cpu() and self.tensor_parallel_size == 1 and not inproc:
+            # AsyncLLM on CPU: its model worker inside the engine-core process, not a third process
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
         if not getattr(self.tokenizer, "chat_template", None):
@@ -222,7 +221,14 @@ class ChatEngine:
                     tensor_parallel_size=self.tensor_parallel_size, disable_log_stats=True,
                     **({"kv_cache_memory_bytes": kv_bytes} if kv_bytes else {}))
         args.update(self.extra_engine_args)
-        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        if inproc:
+            # engine core, scheduler and model worker in this process (models/vllm_inproc.py):
+            # AsyncLLM would spawn a second process that imports torch and vLLM again
+            from models.vllm_inproc import InprocEngine
+
+            self.engine = await asyncio.to_thread(InprocEngine, EngineArgs(**args))
+        else:
+            self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
 
     def _memory_share(self, platform) -> float:
         """vLLM's gpu_memory_utilization; unset: 0.9 of a GPU, but 0.2 on CPU, where vLLM reads it

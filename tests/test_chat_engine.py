@@ -269,26 +269,56 @@ def test_deadline_aborts(chat):
 
 @needs_vllm
 def test_dead_engine_is_unavailable(chat):
-    """Last in the module: kills the engine's own child processes (by pid) and expects 503s."""
+    """Last in the module: the engine fails for real inside vLLM (its step raises, as it would on a
+    worker crash) while a request waits; that request and every later one get 503s."""
+    engine, run = chat
+    inner = engine.engine._engine  # vLLM's LLMEngine, driven by models/vllm_inproc.py
+
+    def broken_step():
+        raise RuntimeError("simulated worker crash")
+
+    inner.step = broken_step
+    with pytest.raises(Unavailable):
+        run(engine.generate(prompts=["Hi"], params=greedy(4), request_id="dying", timeout_s=30))
+    with pytest.raises(Unavailable):
+        run(engine.check_health())
+    with pytest.raises(Unavailable):
+        run(engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30))
+
+
+@needs_vllm
+def test_async_llm_path_answers_the_same_and_reports_its_dead_engine(model_dir, offline_vllm):
+    """The AsyncLLM path (GPUs, tensor parallelism; `in_process: false` on CPU): the same greedy
+    answers, and when its engine process dies, 503s."""
     import time
 
     import psutil
 
-    engine, run = chat
-    # only this engine's processes: the direct VLLM::* children of this process and their own
-    # children (a Ray cluster started by another test is a child here too, with its own engines)
-    for child in psutil.Process().children(recursive=False):
-        if child.name().startswith("VLLM::"):
-            for p in child.children(recursive=True) + [child]:
-                p.kill()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            run(engine.check_health())
-        except Unavailable:
-            break
-        run(asyncio.sleep(0.5))
-    else:
-        pytest.fail("check_health still passes after the engine died")
-    with pytest.raises(Unavailable):
-        run(engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30))
+    loop = asyncio.new_event_loop()
+    engine = ChatEngine(str(model_dir), served_model=SERVED, max_model_len=MAX_MODEL_LEN, in_process=False)
+    try:
+        loop.run_until_complete(engine.start())
+        assert type(engine.engine).__name__ == "AsyncLLM"
+        prompt, ref = next(iter(offline_vllm.items()))
+        out = loop.run_until_complete(engine.generate(prompts=[prompt], params=greedy(ref["completion_tokens"]),
+                                                      request_id="async-path", timeout_s=60))
+        assert out["responses"][0]["text"] == ref["text"]
+        for child in psutil.Process().children(recursive=False):  # this engine's own VLLM::* processes
+            if child.name().startswith("VLLM::"):
+                for p in child.children(recursive=True) + [child]:
+                    p.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                loop.run_until_complete(engine.check_health())
+            except Unavailable:
+                break
+            loop.run_until_complete(asyncio.sleep(0.5))
+        else:
+            pytest.fail("check_health still passes after the engine died")
+        with pytest.raises(Unavailable):
+            loop.run_until_complete(engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30))
+    finally:
+        engine.shutdown()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
