@@ -92,6 +92,7 @@ class Load:
         self.args, self.url, self.headers = args, url, headers
         self.lat: dict[str, list[float]] = defaultdict(list)
         self.status: dict[str, Counter] = defaultdict(Counter)
+        self.sent: dict[str, list[float]] = defaultdict(list)  # when each request was sent (perf_counter)
         self.cache_hits = 0
         self.audio = base64.b64encode(CLIP_AUDIO.read_bytes()).decode() if CLIP_AUDIO.exists() else None
         self.images = [png_b64(i) for i in range(8)] if args.image_rate else []
@@ -129,6 +130,7 @@ class Load:
             finally:
                 self.inflight -= 1
             self.lat[kind].append((time.perf_counter() - t0) * 1000)
+            self.sent[kind].append(t0)
             self.status[kind][code] += 1
 
     async def stream(self, client, rate: float, kinds: list[str], weights: list[float], duration: float, tasks: list) -> None:
@@ -191,6 +193,15 @@ class Load:
             out["kinds"][kind] = {"n": len(v), "errors": errors, "p50_ms": round(statistics.median(v), 1),
                                   "p99_ms": round(pct(v, 99), 1), "statuses": dict(st)}
             print(f"{kind:<11}{len(v):>6}{st['200']:>6}{errors:>8}{statistics.median(v):>10.1f}{pct(v, 99):>10.1f}  {dict(st)}")
+        # latency over the run: p50 of the requests sent in each fifth (a collapse shows as growth)
+        start = min((min(v) for v in self.sent.values() if v), default=0.0)
+        for kind in sorted(self.lat):
+            fifths: list[list[float]] = [[] for _ in range(5)]
+            for sent, ms in zip(self.sent[kind], self.lat[kind]):
+                fifths[min(int((sent - start) / max(a.duration, 1e-9) * 5), 4)].append(ms)
+            trend = [round(statistics.median(f), 1) if f else None for f in fifths]
+            out["kinds"][kind]["p50_by_fifth_ms"] = trend
+            print(f"  {kind}: p50 by fifth of the run (ms): {trend}")
         all_lat = [x for v in self.lat.values() for x in v]
         out.update(p50_ms=round(statistics.median(all_lat), 1), p99_ms=round(pct(all_lat, 99), 1), cache_hits=self.cache_hits)
         print(f"{'all':<11}{total:>6}{ok:>6}{total - ok:>8}{out['p50_ms']:>10.1f}{out['p99_ms']:>10.1f}"

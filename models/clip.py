@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from models.threads import use_torch_threads
 from rawinfer.errors import InvalidRequest
 
 _registered: set[str] = set()
@@ -142,6 +143,7 @@ class ClipEngine:
         truncated)."""
         import torch
 
+        use_torch_threads(self.torch_threads)  # this may be a worker thread (models/threads.py)
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
@@ -161,6 +163,7 @@ class ClipEngine:
         """Raw float32 image embeddings of an already preprocessed batch."""
         import torch
 
+        use_torch_threads(self.torch_threads)  # this may be a worker thread (models/threads.py)
         with torch.inference_mode():
             return self.model.encode_image(pixels.to(self.device)).float().cpu().numpy().astype(np.float32)
 

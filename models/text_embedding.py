@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from models.threads import use_torch_threads
 from rawinfer.errors import InvalidRequest
 
 E5_PREFIX = {"query": "query: ", "passage": "passage: "}
@@ -87,6 +88,7 @@ class TextEmbeddingEngine:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Raw (unnormalised) float32 embeddings, one row per text."""
+        use_torch_threads(self.torch_threads)  # this may be a worker thread (models/threads.py)
         return self.model.encode(texts, batch_size=self.encode_batch_size, convert_to_numpy=True,
                                  normalize_embeddings=False, show_progress_bar=False).astype(np.float32)
 

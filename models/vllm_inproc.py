@@ -23,6 +23,14 @@ log = logging.getLogger("rawinfer.chat")
 _ABORTED = object()  # queue item: the request was aborted (its stream ends)
 
 
+def _resolve(marker: tuple[asyncio.AbstractEventLoop, asyncio.Future]) -> None:
+    loop, fut = marker
+    try:
+        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+    except RuntimeError:  # its event loop is closed
+        pass
+
+
 class InprocEngine:
     def __init__(self, engine_args: Any):
         """Blocks until the engine is built (tens of seconds on CPU): call it in a worker thread.
@@ -73,7 +81,7 @@ class InprocEngine:
                     while not (self._adds or self._aborts or self._stopped or engine.has_unfinished_requests()):
                         self._cond.wait()
                     if self._stopped:
-                        return
+                        break
                     adds, self._adds = self._adds, []
                     aborts, self._aborts = self._aborts, []
                 for rid, prompt, params in adds:
@@ -88,11 +96,7 @@ class InprocEngine:
                         if isinstance(rid, str):
                             self._deliver(rid, _ABORTED)
                         else:  # (loop, future) of an abort() call waiting for this to be done
-                            loop, fut = rid
-                            try:
-                                loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
-                            except RuntimeError:
-                                pass
+                            _resolve(rid)
                 if engine.has_unfinished_requests():
                     for out in engine.step():
                         self._deliver(out.request_id, out)
@@ -100,10 +104,20 @@ class InprocEngine:
         except BaseException as e:  # the engine is broken: every waiting request learns it
             log.exception("the in-process vLLM engine died")
             self.errored = True
-            from vllm.v1.engine.exceptions import EngineDeadError
+            self._fail_all(f"engine died: {type(e).__name__}")
+            return
+        self._fail_all("the engine was shut down")  # stopped: nothing waits forever
 
-            for rid in list(self._queues):
-                self._deliver(rid, EngineDeadError(f"engine died: {type(e).__name__}"))
+    def _fail_all(self, why: str) -> None:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        for rid in list(self._queues):
+            self._deliver(rid, EngineDeadError(why))
+        with self._cond:
+            pending, self._aborts = self._aborts, []
+        for marker in pending:  # abort() calls still waiting: there is nothing left to abort
+            if not isinstance(marker, str):
+                _resolve(marker)
 
     # ---- AsyncLLM's interface, as models/chat.py uses it
 
