@@ -27,7 +27,7 @@ import uuid
 import httpx
 import numpy as np
 
-from common import machine, start_service, stop_service
+from common import TUNED_SERVE_ENV, machine, start_service, stop_service
 
 FAMILIES = {
     "capital": ["What is the capital of {x}?", "Which city is the capital of {x}?", "Tell me the capital city of {x}.",
@@ -64,6 +64,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--judge", default="exact", choices=["exact", "embedding", "llm"])
+    ap.add_argument("--serve", choices=["default", "tuned"], default="default",
+                    help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 (bench/common.py)")
     a = ap.parse_args()
     from rawinfer.store import Store
 
@@ -75,7 +77,9 @@ def main() -> None:
     _, secret = store.create_key("bench", namespaces=["bench"])
     _, admin_key = store.create_key("bench-admin", is_admin=True)
     url, _ = start_service(settings={"database_url": db, "semantic_cache": {
-        "snapshot_path": f"{folder}/cache.npz", "seed": 1, "judge": a.judge}}, num_cpus=2)
+        "snapshot_path": f"{folder}/cache.npz", "seed": 1, "judge": a.judge}}, num_cpus=2,
+        env=TUNED_SERVE_ENV if a.serve == "tuned" else None)
+    print(f"{machine()}; Serve path: {a.serve}")
     headers = {"Authorization": f"Bearer {secret}", "X-Namespace": "bench"}
     try:
         with httpx.Client(base_url=url, timeout=300) as http:
