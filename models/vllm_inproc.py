@@ -14,6 +14,7 @@ with one worker; GPUs and tensor parallelism keep AsyncLLM.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -43,7 +44,9 @@ class InprocEngine:
         self._cond = threading.Condition()
         self._adds: list[tuple[str, dict, Any]] = []
         self._aborts: list[Any] = []  # request ids, and (loop, future) markers of abort() calls
-        self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}  # engine key -> its caller
+        self._keys: dict[str, set[str]] = {}  # the caller's request id -> engine keys of its live calls
+        self._serial = itertools.count()
         self._unfinished = 0
         self._stopped = False
         self.errored = False
@@ -98,7 +101,9 @@ class InprocEngine:
                         else:  # (loop, future) of an abort() call waiting for this to be done
                             _resolve(rid)
                 if engine.has_unfinished_requests():
-                    for out in engine.step():
+                    outs = engine.step()
+                    self._unfinished = engine.get_num_unfinished_requests()  # before a caller sees its end
+                    for out in outs:
                         self._deliver(out.request_id, out)
                 self._unfinished = engine.get_num_unfinished_requests()
         except BaseException as e:  # the engine is broken: every waiting request learns it
@@ -126,10 +131,14 @@ class InprocEngine:
 
         if self.errored or self._stopped:
             raise EngineDeadError("the engine is not running")
+        # the engine sees a key unique to this call: two calls may bring the same request id (a
+        # client's X-Request-Id), and their outputs must not meet in one queue
+        key = f"{request_id}#{next(self._serial)}"
+        self._keys.setdefault(request_id, set()).add(key)
         queue: asyncio.Queue = asyncio.Queue()
-        self._queues[request_id] = (asyncio.get_running_loop(), queue)
+        self._queues[key] = (asyncio.get_running_loop(), queue)
         with self._cond:
-            self._adds.append((request_id, prompt, params))
+            self._adds.append((key, prompt, params))
             self._cond.notify()
         finished = False
         try:
@@ -146,9 +155,14 @@ class InprocEngine:
                 if finished:
                     return
         finally:
-            self._queues.pop(request_id, None)
+            self._queues.pop(key, None)
+            keys = self._keys.get(request_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys[request_id]
             if not finished:  # cancelled or closed early: stop generating for nobody
-                self._abort_now([request_id])
+                self._abort_now([key])
 
     def _abort_now(self, request_ids: list[str]) -> None:
         with self._cond:
@@ -161,7 +175,8 @@ class InprocEngine:
             return
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._abort_now([*request_ids, (loop, done)])
+        keys = [k for rid in request_ids for k in self._keys.get(rid, ())]
+        self._abort_now([*keys, (loop, done)])
         await done
 
     async def check_health(self) -> None:

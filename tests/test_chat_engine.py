@@ -268,6 +268,24 @@ def test_deadline_aborts(chat):
 
 
 @needs_vllm
+def test_two_requests_with_the_same_id_get_their_own_answers(chat):
+    """The request id comes from the client's X-Request-Id, so two at once may share it."""
+    engine, run = chat
+    prompts = ["What is the capital of France?", "Name three colours."]
+    alone = [run(engine.generate(prompts=[p], params=greedy(16), request_id=f"alone-{i}", timeout_s=60))
+             for i, p in enumerate(prompts)]
+
+    async def together():
+        return await asyncio.gather(*(engine.generate(prompts=[p], params=greedy(16), request_id="same", timeout_s=60)
+                                      for p in prompts))
+
+    both = run(together())
+    assert [b["responses"][0]["text"] for b in both] == [a["responses"][0]["text"] for a in alone]
+    assert alone[0]["responses"][0]["text"] != alone[1]["responses"][0]["text"]
+    assert engine.num_running() == 0
+
+
+@needs_vllm
 def test_dead_engine_is_unavailable(chat):
     """Last in the module: the engine fails for real inside vLLM (its step raises, as it would on a
     worker crash) while a request waits; that request and every later one get 503s."""
