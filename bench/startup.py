@@ -37,24 +37,36 @@ PROBES = {  # one real request per configured local deployment
 }
 
 
-def service_rss() -> int:
-    """Bytes resident in every Ray/Serve process (raylet, GCS, workers, replicas, engines)."""
-    total = 0
-    for p in psutil.process_iter(["cmdline", "memory_info"]):
+def service_processes() -> list[tuple[psutil.Process, str]]:
+    """Every Ray/Serve process (raylet, GCS, workers, replicas, engines), with its command line."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
         if any(k in cmd for k in ("ray::", "raylet", "gcs_server", "ray/_private", "ray/dashboard", "VLLM", "serve run")):
-            total += p.info["memory_info"].rss
+            out.append((p, cmd))
+    return out
+
+
+def service_rss() -> int:
+    """Bytes resident in every service process."""
+    total = 0
+    for p, _ in service_processes():
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # gone since it was listed
+            pass
     return total
 
 
 def service_cpu() -> list[tuple[float, str]]:
     """CPU seconds each service process has used so far (at the end of start-up: what starting cost)."""
     out = []
-    for p in psutil.process_iter(["cmdline", "cpu_times"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if any(k in cmd for k in ("ray::", "raylet", "gcs_server", "ray/_private", "ray/dashboard", "VLLM", "serve run")):
-            t = p.info["cpu_times"]
-            out.append((t.user + t.system, cmd.split()[0][-60:] if cmd.startswith("ray::") or "VLLM" in cmd else cmd[:60]))
+    for p, cmd in service_processes():
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        out.append((t.user + t.system, cmd.split()[0][-60:] if cmd.startswith("ray::") or "VLLM" in cmd else cmd[:60]))
     return sorted(out, reverse=True)
 
 

@@ -105,7 +105,6 @@ class InprocEngine:
                     self._unfinished = engine.get_num_unfinished_requests()  # before a caller sees its end
                     for out in outs:
                         self._deliver(out.request_id, out)
-                self._unfinished = engine.get_num_unfinished_requests()
         except BaseException as e:  # the engine is broken: every waiting request learns it
             log.exception("the in-process vLLM engine died")
             self.errored = True

@@ -151,6 +151,16 @@ def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str]
     """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s, and a
     request whose replica died is sent again (`on_retry(name)` counts it)."""
 
+    async def replica_lost(attempt: int, give_up: bool, message: str) -> None:
+        """Called while handling the RayActorError: a 503, or a short pause before sending again."""
+        if give_up:
+            log.exception("backend %s: replica lost (attempt %d)", name, attempt + 1)
+            raise Unavailable(message) from None
+        log.warning("backend %s: replica lost mid-request, retrying (%d/%d)", name, attempt + 1, REPLICA_RETRIES)
+        if on_retry:
+            on_retry(name)
+        await asyncio.sleep(0.05 * (attempt + 1))
+
     async def call(payload: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(REPLICA_RETRIES + 1):
             response = handle.remote(payload)
@@ -163,13 +173,7 @@ def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str]
                 # effects, so the request goes again; Serve's router has dropped the dead replica and
                 # sends it to another one, or holds it until the replacement is up (the gateway's
                 # request deadline bounds the wait)
-                if attempt == REPLICA_RETRIES:
-                    log.exception("backend %s: replica lost %d times for one request", name, attempt + 1)
-                    raise Unavailable(f"{name} is not available right now; retry shortly") from None
-                log.warning("backend %s: replica lost mid-request, retrying (%d/%d)", name, attempt + 1, REPLICA_RETRIES)
-                if on_retry:
-                    on_retry(name)
-                await asyncio.sleep(0.05 * (attempt + 1))
+                await replica_lost(attempt, attempt == REPLICA_RETRIES, f"{name} is not available right now; retry shortly")
             except RayError:
                 log.exception("backend %s failed", name)
                 raise Unavailable(f"{name} is not available right now; retry shortly") from None
@@ -188,14 +192,8 @@ def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str]
                 return
             except BackPressureError:
                 raise Unavailable(f"{name} is overloaded; retry shortly") from None
-            except RayActorError:
-                if sent or attempt == REPLICA_RETRIES:  # events already went out: a retry would repeat them
-                    log.exception("backend %s: replica lost while streaming", name)
-                    raise Unavailable(f"{name} failed while streaming; retry") from None
-                log.warning("backend %s: replica lost before its first event, retrying", name)
-                if on_retry:
-                    on_retry(name)
-                await asyncio.sleep(0.05 * (attempt + 1))
+            except RayActorError:  # once events went out, a retry would repeat them
+                await replica_lost(attempt, sent or attempt == REPLICA_RETRIES, f"{name} failed while streaming; retry")
             except RayError:
                 log.exception("backend %s failed while streaming", name)
                 raise Unavailable(f"{name} failed while streaming; retry") from None
