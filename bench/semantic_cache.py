@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--serve", choices=["default", "tuned"], default="default",
                     help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 (bench/common.py)")
     a = ap.parse_args()
-    from rawinfer.store import Store
+    from rawinfer.tenancy.store import Store
 
     folder = tempfile.mkdtemp(prefix="rawinfer-bench-cache-")
     db = f"sqlite:///{folder}/db.sqlite"  # our own database: it holds an admin key too

@@ -53,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from models.transcription import TranscriptionParams, WhisperEngine, prepare_packaged_whisper
-    from rawinfer.settings import Settings
+    from rawinfer.core.settings import Settings
 
     print(f"# bench/transcribe.py on {machine()}")
     audio, wav = long_audio(args.seconds)

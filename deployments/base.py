@@ -5,7 +5,7 @@ import functools
 import logging
 from typing import Any, Awaitable, Callable
 
-from rawinfer.errors import InferenceFailed, RawInferError, to_wire
+from rawinfer.contract.errors import InferenceFailed, RawInferError, to_wire
 
 log = logging.getLogger("rawinfer.backend")
 

@@ -12,9 +12,10 @@ from typing import Any, AsyncIterator
 from ray import serve
 
 from deployments.base import guarded
-from models.chat import MARKER, ChatEngine, ChatParams, prepare_packaged_smollm2
-from rawinfer.catalog import resolve_model_path
-from rawinfer.errors import RawInferError, to_wire
+from models.chat import MARKER, ChatEngine, prepare_packaged_smollm2
+from rawinfer.contract import ChatParams
+from rawinfer.core.catalog import resolve_model_path
+from rawinfer.contract.errors import RawInferError, to_wire
 
 
 @serve.deployment(

@@ -13,7 +13,7 @@ from ray import serve
 from deployments.base import guarded
 from models.clip import ClipEngine
 from models.images import decode_image
-from rawinfer.catalog import resolve_model_path
+from rawinfer.core.catalog import resolve_model_path
 
 
 @serve.deployment(
@@ -51,7 +51,7 @@ class ClipDeployment:
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        from rawinfer.errors import InvalidRequest
+        from rawinfer.contract.errors import InvalidRequest
 
         p, kind = request["parameters"], request["kind"]
         normalize = p.get("normalize", True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import serve
 
-from rawinfer.limits import SharedCall, SharedLimiter
+from rawinfer.tenancy.limits import SharedCall, SharedLimiter
 
 
 @serve.deployment(

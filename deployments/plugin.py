@@ -17,7 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.base import guarded
-from rawinfer.errors import RawInferError, from_wire, is_wire_error, to_wire
+from rawinfer.contract.errors import RawInferError, from_wire, is_wire_error, to_wire
 from rawinfer.plugins.runner import PluginRunner
 
 

@@ -15,7 +15,7 @@ from ray import serve
 
 from deployments.base import guarded
 from models.providers import ADAPTERS
-from rawinfer.settings import Settings
+from rawinfer.core.settings import Settings
 
 DEADLINE_MARGIN_S = 0.5  # the adapter answers 504 itself just before the ingress would give up
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from ray import serve
 
-from rawinfer.errors import InvalidRequest, to_wire
-from rawinfer.semantic_cache.cache import SemanticCache
-from rawinfer.semantic_cache.config import SemanticCacheSettings
-from rawinfer.semantic_cache.store import SemanticStore
+from rawinfer.contract.errors import InvalidRequest, to_wire
+from rawinfer.cache.cache import SemanticCache
+from rawinfer.core.settings import SemanticCacheSettings
+from rawinfer.cache.store import SemanticStore
 
 log = logging.getLogger("rawinfer.semantic_cache")
 

@@ -13,7 +13,7 @@ from ray import serve
 
 from deployments.base import guarded
 from models.text_embedding import TextEmbeddingEngine
-from rawinfer.catalog import resolve_model_path
+from rawinfer.core.catalog import resolve_model_path
 
 
 @serve.deployment(

@@ -13,7 +13,7 @@ from ray import serve
 from deployments.base import guarded
 from models.audio import decode_audio
 from models.transcription import WhisperEngine, parse_transcription_params, prepare_packaged_whisper
-from rawinfer.catalog import resolve_model_path
+from rawinfer.core.catalog import resolve_model_path
 
 
 @serve.deployment(

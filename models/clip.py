@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from models.threads import use_torch_threads
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 _registered: set[str] = set()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 
 def sha256_file(path: Path) -> str:

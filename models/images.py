@@ -14,7 +14,7 @@ import io
 import struct
 import warnings
 
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 _UNDECODABLE = ("The image could not be decoded; send a complete image file "
                 "(JPEG, PNG, WebP, GIF, BMP, TIFF...).")

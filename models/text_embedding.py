@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.threads import use_torch_threads
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 E5_PREFIX = {"query": "query: ", "passage": "passage: "}
 

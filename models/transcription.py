@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 
 from models.files import sha256_file
-from models.whisper_params import LANGUAGE_CODES, TranscriptionParams, parse_transcription_params  # noqa: F401
-from rawinfer.errors import InferenceFailed, InvalidRequest, Unavailable
+from rawinfer.contract.transcription import LANGUAGE_CODES, TranscriptionParams, parse_transcription_params  # noqa: F401
+from rawinfer.contract.errors import InferenceFailed, InvalidRequest, Unavailable
 
 SAMPLING_RATE = 16000
 

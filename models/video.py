@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import av
 
 from models.files import too_long
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 T = TypeVar("T")
 _DONE = object()

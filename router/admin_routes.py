@@ -1,13 +1,13 @@
 """The admin HTTP API under /v1/admin/..., behind an admin key: one table from (method, path
-pattern) to the plain functions in rawinfer/admin.py, so the ingress needs a single route."""
+pattern) to the plain functions in rawinfer/tenancy/admin.py, so the ingress needs a single route."""
 from __future__ import annotations
 
 import re
 from typing import Any, Mapping
 
-from rawinfer import admin
-from rawinfer.errors import MethodNotAllowed, NotFound
-from rawinfer.store import Store
+from rawinfer.tenancy import admin
+from rawinfer.contract.errors import MethodNotAllowed, NotFound
+from rawinfer.tenancy.store import Store
 from router.gateway import parse_json, validated
 
 ROUTES: list[tuple[str, str, Any, Any]] = [
@@ -42,7 +42,7 @@ async def dispatch(store: Store, method: str, path: str, query: Mapping[str, str
     if path == "usage" and method == "GET":
         ns = query.get("namespace")
         if not ns:
-            from rawinfer.errors import InvalidRequest
+            from rawinfer.contract.errors import InvalidRequest
 
             raise InvalidRequest("give ?namespace=<id or name>")
         return 200, await admin.usage(store, ns, query.get("from"), query.get("to"), query.get("group_by"), query.get("key"))

@@ -11,8 +11,8 @@ from typing import Callable, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from rawinfer.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable
-from rawinfer.store import NAMESPACE_ID_RE, NAMESPACE_NAME_RE, KeyInfo, NamespaceInfo, Store, hash_key
+from rawinfer.contract.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable
+from rawinfer.tenancy.store import NAMESPACE_ID_RE, NAMESPACE_NAME_RE, KeyInfo, NamespaceInfo, Store, hash_key
 
 T = TypeVar("T")
 

@@ -1,9 +1,5 @@
-"""The one table that turns exceptions into HTTP statuses, and the contract's error body.
-
-Every layer raises (or returns over a handle) the classes in rawinfer.errors; only this module
-knows their statuses. Anything else that escapes is a 500 with a generic message: the trace goes
-to the log, never to the client.
-"""
+"""The contract's error body and response, from the one status table (rawinfer.contract.errors).
+Anything else that escapes is a 500 with a generic message: the trace goes to the log only."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,33 +8,10 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from rawinfer.limits import denial_headers
-from rawinfer.errors import (
-    DeadlineExceeded, Forbidden, InferenceFailed, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
-    ProviderError, RateLimited, RawInferError, Unauthenticated, Unavailable,
-)
+from rawinfer.tenancy.limits import denial_headers
+from rawinfer.contract.errors import STATUS, InferenceFailed, InvalidRequest, RateLimited, RawInferError, status_of  # noqa: F401
 
-STATUS: dict[type[RawInferError], tuple[int, str]] = {
-    InvalidRequest: (400, "BadRequestError"),
-    Unauthenticated: (401, "AuthenticationError"),
-    Forbidden: (403, "PermissionDeniedError"),
-    NotFound: (404, "NotFoundError"),
-    MethodNotAllowed: (405, "MethodNotAllowedError"),
-    PayloadTooLarge: (413, "PayloadTooLargeError"),
-    RateLimited: (429, "RateLimitError"),
-    InferenceFailed: (500, "InternalServerError"),
-    ProviderError: (502, "BadGatewayError"),
-    Unavailable: (503, "ServiceUnavailableError"),
-    DeadlineExceeded: (504, "GatewayTimeoutError"),
-}
-_BY_STATUS = {status: (cls, name) for cls, (status, name) in STATUS.items()}
-
-
-def status_of(exc: RawInferError) -> tuple[int, str]:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return STATUS[InferenceFailed]
+_BY_STATUS = {status: (cls, name) for cls, (status, name, _) in STATUS.items()}
 
 
 def for_status(status: int, message: str) -> RawInferError:

@@ -15,20 +15,18 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from rawinfer.catalog import Catalog
-from rawinfer.errors import (
-    DeadlineExceeded, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error,
-)
-from rawinfer.media import MediaFetcher
-from rawinfer.settings import Settings
-from rawinfer.limits import LocalLimiter, subjects_for
-from rawinfer.store import KeyInfo, NamespaceInfo, Store
+from rawinfer.core.catalog import Catalog
+from rawinfer.contract.errors import DeadlineExceeded, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error
+from router.media import MediaFetcher
+from rawinfer.core.settings import Settings
+from rawinfer.tenancy.limits import LocalLimiter, subjects_for
+from rawinfer.tenancy.store import KeyInfo, NamespaceInfo, Store
 from router.auth import Authenticator
-from router.contract import InferenceRequest, Task, detect_task
+from rawinfer.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
 from router.logs import request_id_var
 from router.resolution import Addressing, CatalogIndex, Target, resolve
-from router.semantic_cache import CachePlan, SemanticCacheClient
+from rawinfer.cache.client import CachePlan, SemanticCacheClient
 from router import plugins
 from router.tasks import TASKS, plugin_task, provider_payload
 
@@ -46,7 +44,7 @@ class Prepared:
     namespace: NamespaceInfo
     state: dict[str, Any]  # the request's state (metrics and logs read target, namespace, tokens)
     admission: Any = None  # the rate limiter's admission, settled with the real tokens
-    cache: CachePlan | None = None  # the semantic cache's plan (router/semantic_cache.py); None: uncached
+    cache: CachePlan | None = None  # the semantic cache's plan (rawinfer/cache/client.py); None: uncached
 
 
 def parse_json(body: bytes, max_bytes: int) -> Any:
@@ -188,7 +186,7 @@ class Gateway:
 
     # ---------------------------------------------------------------- semantic cache
     def _cache_client(self, cache: Backend) -> SemanticCacheClient:
-        from rawinfer.semantic_cache.judge import make_judge
+        from rawinfer.cache.judge import make_judge
 
         s = self.settings.semantic_cache
         return SemanticCacheClient(s, cache, self._embed, make_judge(
@@ -211,7 +209,7 @@ class Gateway:
 
     async def _ask_judge(self, prompt: str) -> str:
         """The LLM judge's question to the judge chat backend (greedy, a few tokens)."""
-        from models.chat import ChatParams
+        from rawinfer.contract import ChatParams
 
         params = ChatParams(temperature=0, max_tokens=4).model_dump(by_alias=True)
         out = await self._backend(self.settings.semantic_cache.judge_backend, {"prompts": [prompt], "parameters": params})

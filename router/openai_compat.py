@@ -21,16 +21,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.formparsers import MultiPartException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rawinfer.errors import InferenceFailed, InvalidRequest, PayloadTooLarge, RawInferError
-from router.contract import InferenceRequest
+from rawinfer.contract.errors import OPENAI_TYPES, InferenceFailed, InvalidRequest, PayloadTooLarge, RawInferError
+from rawinfer.contract import InferenceRequest
 from router.errors import error_headers, invalid, status_of
 from router.gateway import Gateway, Prepared, parse_json
 from router.resolution import addressing_for_model
 
 log = logging.getLogger("rawinfer.openai")
-OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-                429: "rate_limit_error"}
 
 
 def openai_error(exc: RawInferError) -> Response:

@@ -18,13 +18,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from router.contract import ErrorBody, InferenceRequest, InferenceResponse
+from rawinfer.contract import ErrorBody, InferenceRequest, InferenceResponse
+from rawinfer.contract.errors import ERROR_TYPES
 from router.openai_compat import ChatCompletionsBody, EmbeddingsBody
 
 REF = "#/components/schemas/{model}"
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions", "/v1/models"}
 PUBLIC_ROUTES = {"/healthz", "/readyz"}
-ERROR_STATUSES = ("400", "401", "403", "404", "405", "413", "429", "500", "502", "503", "504")
+ERROR_STATUSES = tuple(str(s) for s in sorted(ERROR_TYPES))
 
 OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type"],

@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any, Mapping
 
-from rawinfer.catalog import BackendSpec, Catalog
-from rawinfer.errors import is_wire_error
+from rawinfer.core.catalog import BackendSpec, Catalog
+from rawinfer.contract.errors import is_wire_error
 
 STATUS_TIMEOUT_S = 5.0
 

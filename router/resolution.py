@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rawinfer.catalog import Catalog, TargetSpec
-from rawinfer.errors import InvalidRequest
-from router.contract import Task
+from rawinfer.core.catalog import Catalog, TargetSpec
+from rawinfer.contract.errors import InvalidRequest
+from rawinfer.contract import Task
 
 FEATURE_URI = re.compile(
     r"^mixpeek://(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>[A-Za-z0-9][A-Za-z0-9_.+-]*)/(?P<output>[A-Za-z0-9][A-Za-z0-9_.-]*)$"

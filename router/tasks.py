@@ -12,13 +12,10 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel
 
-from models.chat import ChatParams
-from models.whisper_params import TranscriptionParams
-from rawinfer.errors import InvalidRequest, Unavailable
-from router.contract import (
-    ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs,
-    VisionInputs,
-)
+from rawinfer.contract import ChatParams
+from rawinfer.contract.transcription import TranscriptionParams
+from rawinfer.contract.errors import InvalidRequest, Unavailable
+from rawinfer.contract import ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs, VisionInputs
 
 
 class MediaLoader(Protocol):

@@ -52,4 +52,4 @@ else
 fi
 
 # One-time model preparation into the cache folder (checksummed, skipped when done).
-"$VENV/bin/python" -m rawinfer.prepare
+"$VENV/bin/python" -m rawinfer.cli.prepare

@@ -50,7 +50,7 @@ class Service:
 
 
 def seed_tenants(database_url: str) -> Service:
-    from rawinfer.store import Store
+    from rawinfer.tenancy.store import Store
 
     store = Store(database_url)
     store.create_schema()
@@ -134,7 +134,7 @@ def service(tmp_path_factory, fakes) -> Service:
     from ray import serve
 
     from plugin_fixtures import write_test_plugins
-    from rawinfer.launch import deploy, load_config
+    from rawinfer.cli.launch import deploy, load_config
 
     tmp = tmp_path_factory.mktemp("service")
     db = f"sqlite:///{tmp / 'rawinfer.db'}"
@@ -150,7 +150,7 @@ def service(tmp_path_factory, fakes) -> Service:
             # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
             "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
             # the repo's example plugins plus broken/raising/garbage/scaffolded ones (tests/plugin_fixtures.py)
-            "plugins_dirs": [str(REPO / "plugins"), str(write_test_plugins(tmp / "plugins"))],
+            "plugins_dirs": [str(REPO / "examples" / "plugins"), str(write_test_plugins(tmp / "plugins"))],
             # the semantic cache's snapshot in this run's folder; seeded explore/exploit draws
             "semantic_cache": {"snapshot_path": str(tmp / "semantic-cache.npz"), "seed": 7},
         })
@@ -202,7 +202,7 @@ def offline_vllm() -> dict[str, dict]:
     import subprocess
 
     from models.chat import prepare_packaged_smollm2
-    from rawinfer.settings import Settings
+    from rawinfer.core.settings import Settings
 
     args = {"model_dir": str(prepare_packaged_smollm2(Settings().cache_dir)), "max_model_len": 1024,
             "max_tokens": 32, "prompts": OFFLINE_PROMPTS}
@@ -212,3 +212,10 @@ def offline_vllm() -> dict[str, dict]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     return json.loads(line[len("RESULT "):])
+
+
+def pytest_collection_modifyitems(config, items):
+    """The folder says the kind: everything under tests/integration/ needs a running Serve."""
+    for item in items:
+        if item.path.parent.name == "integration":
+            item.add_marker(pytest.mark.integration)

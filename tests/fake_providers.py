@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from models.providers import ADAPTERS
-from rawinfer.errors import RawInferError
+from rawinfer.contract.errors import RawInferError
 
 MM_DIMS = 1408
 VIDEO_SECONDS = 40.0  # every fake video "lasts" this long

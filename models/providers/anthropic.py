@@ -21,12 +21,12 @@ import base64
 import json
 from typing import Any
 
-from models.chat import ChatParams
+from rawinfer.contract import ChatParams
 from models.providers.base import Deadline, Failure, ProviderAdapter, body_message, retry_after_from_headers
 from models.providers.helpers import (
     Completion, chat_conversations, chat_data, image_of, parse_params, run_all, set_params, split_system,
 )
-from rawinfer.errors import ProviderError
+from rawinfer.contract.errors import ProviderError
 
 TOOL = "output"
 

@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping, TypeVa
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from rawinfer.errors import DeadlineExceeded, InvalidRequest, ProviderError, RawInferError, Unavailable
+from rawinfer.contract.errors import DeadlineExceeded, InvalidRequest, ProviderError, RawInferError, Unavailable
 
 log = logging.getLogger("rawinfer.providers")
 T = TypeVar("T")

@@ -37,14 +37,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from models.chat import ChatParams
+from rawinfer.contract import ChatParams
 from models.providers.base import (
     Deadline, Failure, ProviderAdapter, ProviderSettings, body_message, retry_after_from_headers,
 )
 from models.providers.helpers import (
     Completion, chat_conversations, chat_data, image_of, media_of, parse_params, run_all, set_params, split_system,
 )
-from rawinfer.errors import InvalidRequest, ProviderError, Unavailable
+from rawinfer.contract.errors import InvalidRequest, ProviderError, Unavailable
 
 GEMINI_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
 MULTIMODAL_VERSION = "multimodalembedding@001"
@@ -238,7 +238,7 @@ class GoogleAdapter(ProviderAdapter):
         return preds[0]
 
     async def _multimodal_embedding(self, model: str, inputs: dict, parameters: dict, deadline: Deadline) -> dict:
-        from router.contract import MultimodalParams, TextInputs
+        from rawinfer.contract import MultimodalParams, TextInputs
 
         params = parse_params(MultimodalParams, parameters)
         version = model if "@" in model else MULTIMODAL_VERSION

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from rawinfer.errors import InvalidRequest, ProviderError
+from rawinfer.contract.errors import InvalidRequest, ProviderError
 
 T = TypeVar("T")
 MAX_CONCURRENT_CALLS = 8  # provider calls in flight for one request (prompts answered concurrently)
@@ -114,7 +114,7 @@ class Completion:
 def chat_conversations(task: str, inputs: Mapping[str, Any]) -> tuple[str | None, list[list[dict[str, str]]]]:
     """(system, conversations): one user turn per prompt, or the one `messages` conversation
     (which may hold system turns). Re-checks the contract's input shape."""
-    from router.contract import ChatInputs
+    from rawinfer.contract import ChatInputs
 
     allowed = {"prompts", "system", "messages"} if task == "chat" else {"prompts", "system"}
     text_inputs = {k: v for k, v in inputs.items() if k in allowed}

@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.chat import ChatParams
+from rawinfer.contract import ChatParams
 from models.providers.base import Deadline, Failure, ProviderAdapter, body_message, retry_after_from_headers
 from models.providers.helpers import (
     Completion, chat_conversations, chat_data, image_of, media_of, parse_params, run_all, set_params, sniff,
 )
-from models.whisper_params import LANGUAGE_BY_NAME, TranscriptionParams
-from rawinfer.errors import InvalidRequest, ProviderError
+from rawinfer.contract.transcription import LANGUAGE_BY_NAME, TranscriptionParams
+from rawinfer.contract.errors import InvalidRequest, ProviderError
 
 _CHAT_VISION = frozenset({"chat", "vision"})
 _EXACT: dict[str, frozenset[str]] = {"whisper-1": frozenset({"transcription"}), "gpt-4": frozenset({"chat"})}
@@ -128,7 +128,7 @@ class OpenAIAdapter(ProviderAdapter):
     # ---- embeddings
 
     async def _text_embedding(self, model: str, inputs: dict, parameters: dict, deadline: Deadline) -> dict:
-        from router.contract import TextEmbeddingParams, TextInputs
+        from rawinfer.contract import TextEmbeddingParams, TextInputs
 
         texts_in = parse_params(TextInputs, inputs, "inputs")
         params = parse_params(TextEmbeddingParams, parameters)

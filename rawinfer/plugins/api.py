@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rawinfer.catalog import resolve_model_path
+from rawinfer.core.catalog import resolve_model_path
 
 if TYPE_CHECKING:
     import numpy as np
-from rawinfer.errors import InvalidRequest
+from rawinfer.contract.errors import InvalidRequest
 
 __all__ = ["Plugin", "Manifest", "Resources", "Batching", "PluginContext", "InvalidRequest", "NoParameters",
            "EMBEDDING_MODEL", "inference_name", "feature_uri"]

@@ -25,9 +25,9 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from rawinfer.catalog import BackendSpec, Catalog, TargetSpec
+from rawinfer.core.catalog import BackendSpec, Catalog, TargetSpec
 from rawinfer.plugins.api import Manifest, Plugin
-from router.contract import Task
+from rawinfer.contract import Task
 
 GROUP = "rawinfer.plugins"
 ENGINE = "plugin"
@@ -209,7 +209,7 @@ def discover(dirs: Iterable[Path], entry_points: bool = True) -> list[Discovered
 def with_plugins(catalog: Catalog, plugins_dirs: Iterable[Path], root: Path | None = None) -> Catalog:
     """The catalog plus every plugin found (entry points and plugins_dirs, relative ones taken from
     `root`, default the repo): what the app builder serves."""
-    from rawinfer.settings import REPO_ROOT
+    from rawinfer.core.settings import REPO_ROOT
 
     root = root or REPO_ROOT
     return merge_into_catalog(catalog, discover([Path(d) if Path(d).is_absolute() else root / d for d in plugins_dirs]))

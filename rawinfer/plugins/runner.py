@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from rawinfer.errors import InvalidRequest, PluginFailed, RawInferError, Unavailable
+from rawinfer.contract.errors import InvalidRequest, PluginFailed, RawInferError, Unavailable
 from rawinfer.plugins.api import Plugin, PluginContext
 from rawinfer.plugins.discovery import load_reference
 

@@ -1,0 +1,3 @@
+from rawinfer.batch import main
+
+raise SystemExit(main())

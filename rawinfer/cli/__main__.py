@@ -1,0 +1,3 @@
+from rawinfer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The shared core: typed settings (read once) and the model catalog."""

@@ -1,0 +1,273 @@
+"""The admin API's logic (`/v1/admin/...`) as plain async functions over the Store.
+
+The ingress mounts them behind an admin key (`require_admin`); each takes the Store and, where
+there is one, a validated body, returns plain JSON-able data, and raises rawinfer.errors classes
+(InvalidRequest 400, Forbidden 403, NotFound 404). Store calls run in a worker thread.
+
+An admin key is a service operator's key: it manages every organisation. Limits: null = the
+configured default, 0 = unlimited, N = N per minute. In an update body, a field left out is left
+as it is and a field sent as null is cleared (back to "all" / "default" / "never").
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rawinfer.contract.errors import Forbidden, InvalidRequest, NotFound
+from rawinfer.tenancy.store import GROUP_BY, KeyInfo, NamespaceInfo, OrgInfo, Store, utc
+
+Limit = int | None
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrgCreate(_Body):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class NamespaceCreate(_Body):
+    name: str
+    org: str = "default"
+    rpm: Limit = Field(None, ge=0)
+    tpm: Limit = Field(None, ge=0)
+
+
+class LimitsUpdate(_Body):
+    rpm: Limit = Field(None, ge=0)
+    tpm: Limit = Field(None, ge=0)
+
+
+class KeyCreate(_Body):
+    name: str = Field("", max_length=128)
+    org: str = "default"
+    namespaces: list[str] | None = None
+    targets: list[str] | None = None
+    is_admin: bool = False
+    expires_at: datetime | None = None
+    expires_in_days: float | None = Field(None, gt=0)
+    rpm: Limit = Field(None, ge=0)
+    tpm: Limit = Field(None, ge=0)
+
+
+class KeyUpdate(_Body):
+    name: str | None = Field(None, max_length=128)
+    namespaces: list[str] | None = None
+    targets: list[str] | None = None
+    expires_at: datetime | None = None
+    rpm: Limit = Field(None, ge=0)
+    tpm: Limit = Field(None, ge=0)
+
+
+def _no_empty_lists(body: BaseModel) -> None:
+    for field in ("namespaces", "targets"):
+        if getattr(body, field, None) == []:
+            raise InvalidRequest(f"{field} is empty: list some, or send null (or leave it out) for all",
+                                 {"field": field})
+
+
+def require_admin(key: KeyInfo) -> None:
+    if not key.is_admin:
+        raise Forbidden("this API key is not an admin key")
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return utc(dt).isoformat() if dt else None
+
+
+def org_json(o: OrgInfo) -> dict[str, Any]:
+    return {"id": o.id, "name": o.name, "created_at": _iso(o.created_at)}
+
+
+def namespace_json(n: NamespaceInfo) -> dict[str, Any]:
+    return {"id": n.id, "name": n.name, "org_id": n.org_id, "rpm": n.rpm, "tpm": n.tpm}
+
+
+def key_json(k: KeyInfo) -> dict[str, Any]:
+    return {"id": k.id, "name": k.name, "org_id": k.org_id,
+            "namespaces": list(k.namespaces) if k.namespaces is not None else None,
+            "targets": list(k.targets) if k.targets is not None else None, "is_admin": k.is_admin,
+            "active": k.active(), "revoked": k.revoked, "expires_at": _iso(k.expires_at), "rpm": k.rpm, "tpm": k.tpm}
+
+
+async def _call(fn, *args, **kwargs):
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except LookupError as e:
+        raise NotFound(str(e)) from None
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from None
+
+
+async def _org(store: Store, ref: str) -> OrgInfo:
+    org = await _call(store.find_org, ref)
+    if org is None:
+        raise NotFound(f"organisation {ref!r} does not exist")
+    return org
+
+
+async def _namespace(store: Store, ref: str) -> NamespaceInfo:
+    ns = await _call(store.find_namespace, ref)
+    if ns is None:
+        raise NotFound(f"namespace {ref!r} does not exist")
+    return ns
+
+
+# ---------------------------------------------------------------- organisations
+async def list_orgs(store: Store) -> dict[str, Any]:
+    return {"data": [org_json(o) for o in await _call(store.list_orgs)]}
+
+
+async def create_org(store: Store, body: OrgCreate) -> dict[str, Any]:
+    return org_json(await _call(store.create_org, body.name))
+
+
+async def get_org(store: Store, ref: str) -> dict[str, Any]:
+    return org_json(await _org(store, ref))
+
+
+async def delete_org(store: Store, ref: str) -> dict[str, Any]:
+    org = await _org(store, ref)
+    await _call(store.delete_org, org.id)
+    return {"id": org.id, "deleted": True}
+
+
+# ---------------------------------------------------------------- namespaces
+async def list_namespaces(store: Store, org: str | None = None) -> dict[str, Any]:
+    if org is not None:
+        org = (await _org(store, org)).id
+    return {"data": [namespace_json(n) for n in await _call(store.list_namespaces, org)]}
+
+
+async def create_namespace(store: Store, body: NamespaceCreate) -> dict[str, Any]:
+    if body.org != "default":  # "default" is made on first use; any other must exist
+        await _org(store, body.org)
+    return namespace_json(await _call(store.create_namespace, body.name, body.org, rpm=body.rpm, tpm=body.tpm))
+
+
+async def get_namespace(store: Store, ref: str) -> dict[str, Any]:
+    return namespace_json(await _namespace(store, ref))
+
+
+async def set_namespace_limits(store: Store, ref: str, body: LimitsUpdate) -> dict[str, Any]:
+    ns = await _namespace(store, ref)
+    given = {f: getattr(body, f) for f in body.model_fields_set}
+    return namespace_json(await _call(store.set_namespace_limits, ns.id, **given))
+
+
+# ---------------------------------------------------------------- keys
+async def list_keys(store: Store, org: str | None = None) -> dict[str, Any]:
+    if org is not None:
+        org = (await _org(store, org)).id
+    return {"data": [key_json(k) for k in await _call(store.list_keys, org)]}
+
+
+async def create_key(store: Store, body: KeyCreate) -> dict[str, Any]:
+    """The new key and its secret, which is shown this once and never stored."""
+    _no_empty_lists(body)
+    if body.expires_at is not None and body.expires_in_days is not None:
+        raise InvalidRequest("give expires_at or expires_in_days, not both")
+    expires = utc(body.expires_at)
+    if body.expires_in_days is not None:
+        expires = datetime.now(timezone.utc) + timedelta(days=body.expires_in_days)
+    if body.org != "default":
+        await _org(store, body.org)
+    info, secret = await _call(store.create_key, body.name, org=body.org, namespaces=body.namespaces,
+                               is_admin=body.is_admin, expires_at=expires, targets=body.targets,
+                               rpm=body.rpm, tpm=body.tpm)
+    return {"key": key_json(info), "secret": secret}
+
+
+async def get_key(store: Store, key_id: str) -> dict[str, Any]:
+    k = await _call(store.get_key, key_id)
+    if k is None:
+        raise NotFound(f"key {key_id!r} does not exist")
+    return key_json(k)
+
+
+async def update_key(store: Store, key_id: str, body: KeyUpdate) -> dict[str, Any]:
+    _no_empty_lists(body)
+    given = {f: getattr(body, f) for f in body.model_fields_set}
+    if "name" in given and given["name"] is None:
+        given["name"] = ""
+    return key_json(await _call(store.update_key, key_id, **given))
+
+
+async def set_key_limits(store: Store, key_id: str, body: LimitsUpdate) -> dict[str, Any]:
+    given = {f: getattr(body, f) for f in body.model_fields_set}
+    return key_json(await _call(store.set_key_limits, key_id, **given))
+
+
+async def revoke_key(store: Store, key_id: str) -> dict[str, Any]:
+    if not await _call(store.revoke_key, key_id):
+        raise NotFound(f"key {key_id!r} does not exist")
+    return key_json(await _call(store.get_key, key_id))
+
+
+# ---------------------------------------------------------------- usage
+def parse_time(value: str | None, name: str, *, end: bool = False) -> datetime | None:
+    """ISO 8601 date or datetime (naive = UTC) or Unix seconds. A bare date as `to` means the
+    end of that day (so `from=2026-11-01&to=2026-11-30` covers all of November 30)."""
+    if value is None or value == "":
+        return None
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime.combine(d + timedelta(days=1) if end else d, time(), timezone.utc)
+        return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 date or datetime (e.g. 2026-11-01 or "
+                             f"2026-11-01T12:00:00Z) or Unix seconds", {name: value[:64]}) from None
+
+
+async def usage(store: Store, namespace: str, from_: str | None = None, to: str | None = None,
+                group_by: str | None = None, key_id: str | None = None) -> dict[str, Any]:
+    """What `GET /v1/usage?from=&to=&group_by=` answers for a namespace (id or name): one row of
+    totals, or one row per group, over [from, to). Without `from`: the last 30 days."""
+    ns = await _namespace(store, namespace)
+    if group_by is not None and group_by not in GROUP_BY:
+        raise InvalidRequest(f"group_by must be one of {', '.join(GROUP_BY)}", {"group_by": group_by[:32]})
+    end = parse_time(to, "to", end=True)
+    start = parse_time(from_, "from")
+    if start is None:
+        start = (end or datetime.now(timezone.utc)) - timedelta(days=30)
+    if end is not None and end <= start:
+        raise InvalidRequest("`to` must be after `from`")
+    rows = await _call(store.usage_summary, ns.id, start, end, group_by, key_id=key_id)
+    return {"namespace": ns.id, "from": start.isoformat(), "to": end.isoformat() if end else None,
+            "group_by": group_by, "data": rows}
+
+
+# ---------------------------------------------------------------- semantic cache
+async def _cache(cache, req: dict[str, Any]) -> dict[str, Any]:
+    from rawinfer.contract.errors import from_wire, is_wire_error
+
+    if cache is None:
+        raise InvalidRequest("the semantic cache is not enabled on this server")
+    out = await cache(req)
+    if is_wire_error(out):
+        raise from_wire(out)
+    return out
+
+
+async def clear_cache(store: Store, cache, namespace: str | None) -> dict[str, Any]:
+    """Drops every semantic cache entry of a namespace (id or name): `DELETE /v1/admin/cache?namespace=`."""
+    if not namespace:
+        raise InvalidRequest("give ?namespace=<id or name>")
+    ns = await _namespace(store, namespace)
+    out = await _cache(cache, {"op": "clear", "namespace": ns.id})
+    return {"namespace": ns.id, "cleared": out["cleared"]}
+
+
+async def cache_stats(store: Store, cache, namespace: str | None = None) -> dict[str, Any]:
+    """The semantic cache's size and, per partition (of one namespace when given), lookups, hits,
+    misses, explores, observations and the estimated served error rate: `GET /v1/admin/cache`."""
+    ns = await _namespace(store, namespace) if namespace else None
+    out = await _cache(cache, {"op": "stats", "namespace": ns.id if ns else None})
+    return {"namespace": ns.id if ns else None, **out}

@@ -1,0 +1,399 @@
+"""Rate limits per key and per namespace (requests and tokens per minute), Ray-free.
+
+Model: fixed windows of `window_s` (60) seconds per subject (a subject is one limit: `key:<id>:rpm`,
+`ns:<id>:tpm`, ...), each subject's windows shifted by a stable per-subject phase so that not
+every counter resets at the same instant. Two pieces:
+
+- `SharedLimiter` holds the authoritative counters (one per subject: the current window and the
+  units used in it). It runs once, as a Serve deployment (deployments/limiter.py), and is the
+  only clock that defines windows. `acquire(subject, cost, now)` is the plain check-and-take;
+  `lease(subject, n)` hands out up to n units of the current window at once; `give_back` returns
+  unspent units; `debit` charges tokens after the fact. `handle(dict) -> dict` is the plain-data
+  entry the deployment exposes.
+- `LocalLimiter`, one per ingress replica, spends leased units locally (no round trip for most
+  requests) and asks the shared limiter for more when its balance is out. Leases are sized from
+  the local demand (at most `lease_fraction` of the limit, and at most half of what is left so
+  the last units are spread over replicas), units idle for `idle_return_s` are given back, and a
+  lease is void once its window ends (its expiry is measured from when the lease was *asked for*,
+  so a replica always stops using a window's units no later than the shared limiter ends it).
+
+Guarantees, per subject and per window, while the shared limiter is reachable:
+- requests: at most `rpm` requests are admitted in a window, across all replicas: 0 over the
+  limit (every admission spends one unit the shared counter handed out for that window, and it
+  hands out at most `rpm`). As with any per-minute window (or a token bucket of one minute's
+  burst), a client can see up to 2 x rpm in a 60 s span that straddles two windows.
+- tokens: a request is admitted while the token budget is > 0 and its actual tokens are charged
+  when it finishes (`LocalLimiter.settle`). The tokens charged to a window exceed `tpm` by at most
+  the tokens of the requests that were admitted and still in flight when the budget ran out, so
+  by at most (requests in flight) x (largest request). Tokens count in the window that admitted
+  the request; a request that finishes after its window ended charges nothing more.
+If the shared limiter cannot be reached, `fail_open` (default) admits and logs; restarting it
+resets the counters (at most one extra window's worth).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from pydantic import BaseModel, Field
+
+from rawinfer.contract.errors import RateLimited
+from rawinfer.core.settings import LimitSettings
+
+log = logging.getLogger("rawinfer.limits")
+REQUESTS, TOKENS = "requests", "tokens"
+SharedCall = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def effective(own: int | None, default: int | None) -> int | None:
+    """A stored limit over the configured default: None -> default; 0 -> unlimited; N -> N."""
+    value = default if own is None else own
+    return value if value else None
+
+
+@dataclass(frozen=True)
+class Subject:
+    name: str  # unique: "key:<id>:rpm"
+    limit: int
+    kind: str = REQUESTS  # or TOKENS
+    scope: str = "key"  # or "namespace"
+
+    def wire(self) -> dict[str, Any]:
+        return {"name": self.name, "limit": self.limit, "kind": self.kind, "scope": self.scope}
+
+
+def subjects_for(key: Any, ns: Any, settings: LimitSettings) -> list[Subject]:
+    """The limits that apply to a request by `key` (KeyInfo) in `ns` (NamespaceInfo)."""
+    if not settings.enabled:
+        return []
+    out = []
+    for scope, owner, rpm, tpm in (("key", key, settings.key_rpm, settings.key_tpm),
+                                   ("namespace", ns, settings.namespace_rpm, settings.namespace_tpm)):
+        prefix = "key" if scope == "key" else "ns"
+        for unit, kind, default in (("rpm", REQUESTS, rpm), ("tpm", TOKENS, tpm)):
+            limit = effective(getattr(owner, unit, None), default)
+            if limit:
+                out.append(Subject(f"{prefix}:{owner.id}:{unit}", limit, kind, scope))
+    return out
+
+
+def window_of(name: str, now: float, window_s: float = 60.0) -> tuple[int, float]:
+    """The window a subject is in at `now` and the seconds until it ends (stable per-subject phase)."""
+    phase = (zlib.crc32(name.encode()) % 10_000) / 10_000 * window_s
+    pos = now + phase
+    w = math.floor(pos / window_s)
+    return w, (w + 1) * window_s - pos
+
+
+@dataclass(frozen=True)
+class Grant:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the window ends
+    retry_after_s: float  # 0 when allowed
+    window: int = 0
+
+
+class SharedLimiter:
+    """The authoritative per-subject window counters (single-threaded: one event loop)."""
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.time):
+        # wall-clock windows: a restarted limiter keeps the same boundaries (its counts restart)
+        self.window_s, self.clock = window_s, clock
+        self._slots: dict[str, list[int]] = {}  # name -> [window, used]
+        self._last_prune = 0.0
+
+    def _window(self, name: str, now: float) -> tuple[int, float]:
+        return window_of(name, now, self.window_s)
+
+    def _slot(self, name: str, now: float) -> tuple[list[int], float]:
+        w, reset = self._window(name, now)
+        slot = self._slots.get(name)
+        if slot is None or slot[0] != w:
+            slot = self._slots[name] = [w, 0]
+        if now - self._last_prune > self.window_s:
+            self._prune(now)
+        return slot, reset
+
+    def _prune(self, now: float) -> None:
+        self._last_prune = now
+        for name in [n for n, s in self._slots.items() if s[0] != self._window(n, now)[0]]:
+            del self._slots[name]
+
+    def acquire(self, subject: Subject, cost: int = 1, now: float | None = None) -> Grant:
+        """Takes `cost` units if that many are left (cost 0: admit while anything is left)."""
+        slot, reset = self._slot(subject.name, self.clock() if now is None else now)
+        left = subject.limit - slot[1]
+        if left > 0 and left >= cost:
+            slot[1] += cost
+            return Grant(True, subject.limit, subject.limit - slot[1], reset, 0.0, slot[0])
+        return Grant(False, subject.limit, max(left, 0), reset, reset, slot[0])
+
+    def lease(self, subject: Subject, n: int, now: float | None = None) -> tuple[int, Grant]:
+        """Up to n units now (at most half of what is left, at least 1 while any is left)."""
+        slot, reset = self._slot(subject.name, self.clock() if now is None else now)
+        left = subject.limit - slot[1]
+        granted = 0 if left <= 0 else min(max(n, 1), max(1, left // 2))
+        slot[1] += granted
+        rest = max(subject.limit - slot[1], 0)
+        return granted, Grant(granted > 0, subject.limit, rest, reset, 0.0 if granted else reset, slot[0])
+
+    def give_back(self, name: str, window: int, n: int, now: float | None = None) -> None:
+        slot = self._slots.get(name)
+        if slot is not None and slot[0] == window and n > 0:
+            slot[1] = max(0, slot[1] - n)
+
+    def debit(self, name: str, window: int, amount: int, now: float | None = None) -> None:
+        """Charges tokens used after admission to `window` (dropped if that window is over)."""
+        now = self.clock() if now is None else now
+        slot = self._slots.get(name)
+        if slot is not None and slot[0] == window == self._window(name, now)[0] and amount > 0:
+            slot[1] += amount
+
+    def used(self, name: str) -> int:
+        slot = self._slots.get(name)
+        return slot[1] if slot else 0
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Plain data in and out: what the Serve deployment (and LocalLimiter) speak."""
+        op = req["op"]
+        if op == "batch":
+            return {"results": [self.handle(r) for r in req["ops"]]}
+        if op in ("lease", "acquire"):
+            sub = Subject(**req["subject"])
+            if op == "lease":
+                granted, g = self.lease(sub, int(req["n"]))
+            else:
+                g = self.acquire(sub, int(req.get("cost", 1)))
+                granted = int(req.get("cost", 1)) if g.allowed else 0
+            return {"granted": granted, "allowed": g.allowed, "limit": g.limit, "remaining": g.remaining,
+                    "reset_s": g.reset_s, "retry_after_s": g.retry_after_s, "window": g.window}
+        if op == "give_back":
+            self.give_back(req["name"], int(req["window"]), int(req["n"]))
+        elif op == "debit":
+            self.debit(req["name"], int(req["window"]), int(req["amount"]))
+        else:
+            raise ValueError(f"unknown limiter op {op!r}")
+        return {"ok": True}
+
+
+@dataclass
+class _Local:
+    window: int | None = None
+    expires: float = 0.0
+    balance: int = 0
+    shared_left: int = 0
+    last_used: float = 0.0
+    denied_until: float = 0.0
+    rate: float = 0.0  # units per second, decayed
+    rate_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class Admission:
+    """What `LocalLimiter.acquire` let through: per subject, its grant and window."""
+
+    grants: dict[str, tuple[Subject, Grant]] = field(default_factory=dict)
+    settled: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """The rate-limit headers of a successful response (limits skipped by fail-open left out)."""
+        return limit_headers(sg for sg in self.grants.values() if sg[1].window != -1)
+
+
+def _tightest(items, kind):
+    mine = [(s, g) for s, g in items if s.kind == kind]
+    return min(mine, key=lambda sg: (sg[1].remaining / sg[1].limit, sg[1].remaining)) if mine else None
+
+
+def limit_headers(items, denied: tuple[Subject, Grant] | None = None) -> dict[str, str]:
+    """`X-RateLimit-Limit/-Remaining/-Reset` (requests) and `...-Tokens` (tokens), of the tightest
+    limit of each kind; Reset is seconds until that window ends. A denial adds `Retry-After`."""
+    items = list(items)
+    out: dict[str, str] = {}
+    for kind, suffix in ((REQUESTS, ""), (TOKENS, "-Tokens")):
+        sg = denied if denied is not None and denied[0].kind == kind else _tightest(items, kind)
+        if sg is not None:
+            s, g = sg
+            out[f"X-RateLimit-Limit{suffix}"] = str(g.limit)
+            out[f"X-RateLimit-Remaining{suffix}"] = str(max(0, min(g.remaining, g.limit)))
+            out[f"X-RateLimit-Reset{suffix}"] = str(max(1, math.ceil(g.reset_s)))
+    if denied is not None:
+        out["Retry-After"] = str(max(1, math.ceil(denied[1].retry_after_s)))
+    return out
+
+
+def denial_headers(exc: RateLimited) -> dict[str, str]:
+    """The headers of a 429 raised by LocalLimiter.acquire (also fine for any RateLimited)."""
+    d = exc.details or {}
+    if "limit" not in d:
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    s = Subject(d.get("subject", ""), int(d["limit"]), d.get("limit_type", REQUESTS), d.get("scope", "key"))
+    return limit_headers([], (s, Grant(False, s.limit, 0, float(d.get("reset_s", exc.retry_after_s)), exc.retry_after_s)))
+
+
+class LocalLimiter:
+    """The ingress's fast path over a shared limiter reached through `shared(request) -> response`
+    (an async callable: a Serve handle call in production, `SharedLimiter.handle` in tests)."""
+
+    def __init__(self, shared: SharedCall, *, lease_fraction: float = 0.1, idle_return_s: float = 1.0,
+                 deny_cache_s: float = 0.2, fail_open: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.shared, self.clock = shared, clock
+        self.lease_fraction, self.idle_return_s = lease_fraction, idle_return_s
+        self.deny_cache_s, self.fail_open = deny_cache_s, fail_open
+        self._state: dict[str, _Local] = {}
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def from_settings(cls, shared: SharedCall, s: LimitSettings, **kw) -> "LocalLimiter":
+        return cls(shared, lease_fraction=s.lease_fraction, idle_return_s=s.idle_return_s,
+                   deny_cache_s=s.deny_cache_s, fail_open=s.fail_open, **kw)
+
+    def _st(self, name: str, now: float) -> _Local:
+        st = self._state.get(name)
+        if st is None:
+            st = self._state[name] = _Local()
+        elif st.window is not None and now >= st.expires:
+            st.window, st.balance, st.denied_until = None, 0, 0.0  # the window is over: its units are void
+        return st
+
+    def _note_use(self, st: _Local, units: int, now: float) -> None:
+        dt = max(now - st.rate_at, 0.0)
+        st.rate = st.rate * math.exp(-dt / 2.0) + units / 2.0  # ~2 s moving rate
+        st.rate_at, st.last_used = now, now
+
+    def _grant(self, sub: Subject, st: _Local, now: float) -> Grant:
+        return Grant(True, sub.limit, max(0, st.balance) + st.shared_left, max(st.expires - now, 0.0), 0.0, st.window or 0)
+
+    async def _ensure(self, sub: Subject, need: int) -> Grant | None:
+        """A grant once the local balance covers `need` (leasing if it does not); None: denied."""
+        st = self._st(sub.name, self.clock())
+        if st.balance >= need:
+            return self._grant(sub, st, self.clock())
+        async with st.lock:
+            now = self.clock()
+            st = self._st(sub.name, now)
+            if st.balance >= need:
+                return self._grant(sub, st, now)
+            if now < st.denied_until:
+                return None
+            cap = max(1, int(sub.limit * self.lease_fraction))
+            want = min(cap, max(need, math.ceil(st.rate * self.idle_return_s) + need))
+            try:
+                r = await self.shared({"op": "lease", "subject": sub.wire(), "n": want})
+            except Exception:
+                if not self.fail_open:
+                    raise
+                log.warning("shared rate limiter unreachable; admitting %s", sub.name, exc_info=True)
+                return Grant(True, sub.limit, sub.limit, 0.0, 0.0, -1)
+            if st.window != r["window"]:
+                st.window, st.balance = r["window"], 0
+            st.expires = now + r["reset_s"]  # measured from the ask: never later than the shared end
+            st.balance += r["granted"]
+            st.shared_left = r["remaining"]
+            if st.balance >= need:
+                return self._grant(sub, st, now)
+            st.denied_until = now + min(self.deny_cache_s, r["reset_s"])
+            return None
+
+    async def acquire(self, subjects: list[Subject]) -> Admission:
+        """Admits a request against every subject or raises RateLimited (nothing taken then).
+        Request subjects take one unit; token subjects need a balance > 0 and are charged later
+        by `settle`."""
+        adm = Admission()
+        taken: list[tuple[Subject, int]] = []
+        for sub in sorted(subjects, key=lambda s: s.name):
+            g = await self._ensure(sub, 1)
+            if g is None:
+                for s, window in taken:
+                    st = self._state.get(s.name)
+                    if st is not None and st.window == window:
+                        st.balance += 1  # refund: the request was not admitted
+                st = self._state[sub.name]
+                reset = max(st.expires - self.clock(), 0.0)
+                what = "requests" if sub.kind == REQUESTS else "tokens"
+                raise RateLimited(
+                    f"rate limit reached: {sub.limit} {what} per minute for this {'API key' if sub.scope == 'key' else 'namespace'}; "
+                    f"retry in {max(1, math.ceil(reset))} s",
+                    retry_after_s=max(reset, 0.001),
+                    details={"scope": sub.scope, "limit_type": what, "limit": sub.limit, "remaining": 0,
+                             "reset_s": round(reset, 3), "subject": sub.name})
+            if sub.kind == REQUESTS and g.window != -1:
+                st = self._state[sub.name]
+                st.balance -= 1
+                self._note_use(st, 1, self.clock())
+                g = self._grant(sub, st, self.clock())
+                taken.append((sub, g.window))
+            adm.grants[sub.name] = (sub, g)
+        return adm
+
+    async def settle(self, adm: Admission, tokens: int) -> None:
+        """Charges a finished request's tokens (prompt + completion) to its token limits: from the
+        local balance, the overdraft to the shared counter. Call once per admitted request."""
+        if adm.settled:
+            return
+        adm.settled = True
+        now = self.clock()
+        for sub, g in adm.grants.values():
+            if sub.kind != TOKENS or tokens <= 0 or g.window == -1:
+                continue
+            st = self._st(sub.name, now)
+            self._note_use(st, tokens, now)
+            if st.window != g.window:  # lease gone (window over locally): charge the shared window
+                await self._send({"op": "debit", "name": sub.name, "window": g.window, "amount": tokens})
+                continue
+            st.balance -= tokens
+            if st.balance < 0:
+                over, st.balance = -st.balance, 0
+                st.shared_left = max(0, st.shared_left - over)
+                await self._send({"op": "debit", "name": sub.name, "window": g.window, "amount": over})
+
+    async def _send(self, req: dict[str, Any]) -> None:
+        try:
+            await self.shared(req)
+        except Exception:
+            log.warning("shared rate limiter unreachable (%s dropped)", req.get("op"), exc_info=True)
+
+    async def sweep(self, force: bool = False) -> int:
+        """Gives back leased units idle for `idle_return_s` (all of them with `force`); forgets
+        states of windows long over. Returns the units given back."""
+        now, ops = self.clock(), []
+        for name, st in list(self._state.items()):
+            if st.window is not None and now >= st.expires:
+                st.window, st.balance = None, 0
+            if st.window is not None and st.balance > 0 and (force or now - st.last_used >= self.idle_return_s):
+                ops.append({"op": "give_back", "name": name, "window": st.window, "n": st.balance})
+                st.shared_left += st.balance
+                st.balance = 0
+            elif st.window is None and now - st.last_used > 600 and not st.lock.locked():
+                del self._state[name]
+        if ops:
+            await self._send({"op": "batch", "ops": ops})
+        return sum(o["n"] for o in ops)
+
+    def start(self) -> None:
+        """Runs `sweep` in the background (needs a running loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sweeper())
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.idle_return_s / 2)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("rate limiter sweep failed")
+
+    async def close(self) -> None:
+        """Stops the sweeper and gives every unspent unit back (replica shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.sweep(force=True)

@@ -1,0 +1,432 @@
+"""Organisations, namespaces, API keys, limits and the usage ledger's table, through SQLAlchemy.
+
+SQLite is the embedded default; `Settings.database_url` selects another engine (PostgreSQL:
+`postgresql+psycopg://user:pw@host:port/db`). The schema is owned by Alembic migrations
+(rawinfer/tenancy/migrations); `create_schema()` upgrades to head and is safe to call from several
+processes at once. Keys are `sk_` + 43 random URL-safe characters, shown once at creation and
+stored only as a SHA-256 hash (keys carry 256 bits of entropy, so a fast hash is enough: there is
+nothing to brute-force). A key is found by a short non-secret lookup prefix and then compared in
+constant time.
+
+Limits (`rpm`, `tpm` on keys and namespaces): NULL = the configured default, 0 = unlimited,
+N > 0 = N per minute. Every datetime is stored in UTC.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, create_engine, func, select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+KEY_PREFIX = "sk_"
+KEY_RE = re.compile(r"^sk_[A-Za-z0-9_-]{32,128}$")
+LOOKUP_LEN = 8  # characters after the prefix kept in clear to find the row
+NAMESPACE_ID_RE = re.compile(r"^ns_[A-Za-z0-9]{12,64}$")
+NAMESPACE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+ORG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+GROUP_BY = ("key", "target", "task", "status", "day")
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "leave as it is"
+_ALNUM = string.ascii_lowercase + string.digits
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    """Aware UTC; a naive datetime is taken as UTC."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _new_id(prefix: str, n: int = 16) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(n))
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_key_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Namespace(Base):
+    __tablename__ = "namespaces"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    lookup: Mapped[str] = mapped_column(String(LOOKUP_LEN), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    namespaces: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every namespace of the org
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    targets: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every target
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class UsageRecord(Base):
+    """One served (or refused) request. `id` is made by the ledger, so a re-sent row is ignored."""
+
+    __tablename__ = "usage_records"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str] = mapped_column(String(128), default="")
+    org_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    namespace_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    target: Mapped[str] = mapped_column(String(300), default="")
+    backend: Mapped[str] = mapped_column(String(128), default="")
+    task: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[int] = mapped_column(Integer, default=200)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    media_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    __table_args__ = (
+        Index("ix_usage_namespace_time", "namespace_id", "created_at"),
+        Index("ix_usage_key_time", "key_id", "created_at"),
+        Index("ix_usage_time", "created_at"),
+    )
+
+
+USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)
+USAGE_DEFAULTS: dict[str, Any] = {
+    "id": None, "created_at": None, "request_id": "", "org_id": None, "key_id": None, "namespace_id": None,
+    "target": "", "backend": "", "task": "", "status": 200, "prompt_tokens": 0, "completion_tokens": 0,
+    "audio_seconds": 0.0, "media_bytes": 0, "cache_hit": False, "latency_ms": 0.0,
+}
+
+
+def _target_matches(pattern: str, names: Iterable[str]) -> bool:
+    if pattern.endswith("*"):
+        return any(n.startswith(pattern[:-1]) for n in names)
+    return pattern in names
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as the ingress sees it (never the secret)."""
+
+    id: str
+    name: str
+    org_id: str
+    namespaces: tuple[str, ...] | None
+    is_admin: bool
+    revoked: bool
+    expires_at: datetime | None
+    targets: tuple[str, ...] | None = None  # None: every target
+    rpm: int | None = None  # None: the configured default; 0: unlimited
+    tpm: int | None = None
+
+    def active(self, now: datetime | None = None) -> bool:
+        if self.revoked:
+            return False
+        if self.expires_at is None:
+            return True
+        return utc(self.expires_at) > (now or _now())
+
+    def may_use(self, ns: "NamespaceInfo") -> bool:
+        return ns.org_id == self.org_id and (self.namespaces is None or ns.id in self.namespaces)
+
+    def may_target(self, address: str, backend: str, inference_name: str | None = None) -> bool:
+        """Whether the key may call a target, named by how the client addressed it
+        (`local/all-minilm-l6-v2`, an inference name, a feature URI), its backend, or its inference
+        name. A pattern ending in `*` matches by prefix (`openai/*`)."""
+        if self.targets is None:
+            return True
+        names = [n for n in (address, backend, inference_name) if n]
+        return any(_target_matches(p, names) for p in self.targets)
+
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    id: str
+    name: str
+    org_id: str
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(frozen=True)
+class OrgInfo:
+    id: str
+    name: str
+    created_at: datetime | None = None
+
+
+def _key_info(k: ApiKey) -> KeyInfo:
+    return KeyInfo(k.id, k.name, k.org_id, tuple(k.namespaces) if k.namespaces is not None else None,
+                   k.is_admin, k.revoked_at is not None, utc(k.expires_at),
+                   tuple(k.targets) if k.targets is not None else None, k.rpm, k.tpm)
+
+
+def _ns_info(n: Namespace) -> NamespaceInfo:
+    return NamespaceInfo(n.id, n.name, n.org_id, n.rpm, n.tpm)
+
+
+def _check_limit(name: str, value: Any) -> None:
+    if value is not UNSET and value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ValueError(f"{name} must be a whole number >= 0 (0: unlimited) or null (the default)")
+
+
+class Store:
+    def __init__(self, url: str):
+        u = make_url(url)
+        kwargs: dict = {}
+        if u.get_backend_name() == "sqlite":
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        elif u.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": 10}
+        self.url = u
+        self.engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        """Alembic `upgrade head` (rawinfer/tenancy/migrations), serialised across processes."""
+        from rawinfer.tenancy.migrations import upgrade
+
+        upgrade(self.engine)
+
+    # ---------------------------------------------------------------- organisations
+    def ensure_org(self, name: str = "default") -> str:
+        with self.session.begin() as s:
+            org = s.scalar(select(Organization).where(Organization.name == name))
+            if org is None:
+                if not ORG_NAME_RE.match(name):
+                    raise ValueError("an organisation name is 1-128 letters, digits, '.', '_' and '-'")
+                org = Organization(id=_new_id("org_", 12), name=name)
+                s.add(org)
+            return org.id
+
+    def create_org(self, name: str) -> OrgInfo:
+        if self.find_org(name) is not None:
+            raise ValueError(f"organisation {name!r} exists")
+        return self.find_org(self.ensure_org(name))
+
+    def find_org(self, id_or_name: str) -> OrgInfo | None:
+        with self.session() as s:
+            o = s.scalar(select(Organization).where((Organization.id == id_or_name) | (Organization.name == id_or_name)))
+            return OrgInfo(o.id, o.name, utc(o.created_at)) if o else None
+
+    def list_orgs(self) -> list[OrgInfo]:
+        with self.session() as s:
+            return [OrgInfo(o.id, o.name, utc(o.created_at)) for o in s.scalars(select(Organization).order_by(Organization.name))]
+
+    def delete_org(self, id_or_name: str) -> bool:
+        """Deletes an organisation that has no namespaces and no keys left."""
+        org = self.find_org(id_or_name)
+        if org is None:
+            return False
+        with self.session.begin() as s:
+            used = s.scalar(select(func.count()).select_from(Namespace).where(Namespace.org_id == org.id)) or \
+                s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.org_id == org.id))
+            if used:
+                raise ValueError(f"organisation {org.name!r} still has namespaces or keys")
+            s.delete(s.get(Organization, org.id))
+        return True
+
+    def _org_id(self, org: str) -> str:
+        found = self.find_org(org)
+        return found.id if found else self.ensure_org(org)
+
+    # ---------------------------------------------------------------- namespaces
+    def create_namespace(self, name: str, org: str = "default", *, rpm: int | None = None,
+                         tpm: int | None = None) -> NamespaceInfo:
+        if not NAMESPACE_NAME_RE.match(name):
+            raise ValueError("a namespace name is 1-63 lowercase letters, digits and '-', "
+                             "starting and ending with a letter or digit")
+        _check_limit("rpm", rpm), _check_limit("tpm", tpm)
+        org_id = self._org_id(org)
+        with self.session.begin() as s:
+            if s.scalar(select(Namespace).where(Namespace.name == name)) is not None:
+                raise ValueError(f"namespace {name!r} exists")
+            ns = Namespace(id=_new_id("ns_"), name=name, org_id=org_id, rpm=rpm, tpm=tpm)
+            s.add(ns)
+            return _ns_info(ns)
+
+    def list_namespaces(self, org: str | None = None) -> list[NamespaceInfo]:
+        q = select(Namespace).order_by(Namespace.name)
+        if org is not None:
+            found = self.find_org(org)
+            q = q.where(Namespace.org_id == (found.id if found else org))
+        with self.session() as s:
+            return [_ns_info(n) for n in s.scalars(q)]
+
+    def find_namespace(self, id_or_name: str) -> NamespaceInfo | None:
+        col = Namespace.id if NAMESPACE_ID_RE.match(id_or_name) else Namespace.name
+        with self.session() as s:
+            ns = s.scalar(select(Namespace).where(col == id_or_name))
+            return _ns_info(ns) if ns else None
+
+    def set_namespace_limits(self, id_or_name: str, *, rpm: int | None = UNSET, tpm: int | None = UNSET) -> NamespaceInfo:
+        """None resets a limit to the configured default; 0 makes it unlimited."""
+        _check_limit("rpm", rpm), _check_limit("tpm", tpm)
+        ns = self.find_namespace(id_or_name)
+        if ns is None:
+            raise LookupError(f"no namespace {id_or_name!r}")
+        with self.session.begin() as s:
+            row = s.get(Namespace, ns.id)
+            if rpm is not UNSET:
+                row.rpm = rpm
+            if tpm is not UNSET:
+                row.tpm = tpm
+            return _ns_info(row)
+
+    def namespace_limits(self, namespace_id: str) -> tuple[int | None, int | None]:
+        with self.session() as s:
+            row = s.get(Namespace, namespace_id)
+            return (row.rpm, row.tpm) if row else (None, None)
+
+    # ---------------------------------------------------------------- keys
+    def _namespace_ids(self, refs: list[str] | None, org_id: str, org: str) -> list[str] | None:
+        if refs is None:
+            return None
+        out = []
+        for ref in refs:
+            ns = self.find_namespace(ref)
+            if ns is None or ns.org_id != org_id:
+                raise ValueError(f"no namespace {ref!r} in organisation {org!r}")
+            out.append(ns.id)
+        return out
+
+    def create_key(self, name: str = "", *, org: str = "default", namespaces: list[str] | None = None,
+                   is_admin: bool = False, expires_at: datetime | None = None, targets: list[str] | None = None,
+                   rpm: int | None = None, tpm: int | None = None) -> tuple[KeyInfo, str]:
+        """Returns the key's record and its secret; the secret is not kept. `namespaces`/`targets`
+        None (or empty namespaces, as before) means every namespace of the org / every target."""
+        _check_limit("rpm", rpm), _check_limit("tpm", tpm)
+        org_id = self._org_id(org)
+        ns_ids = self._namespace_ids(namespaces or None, org_id, org)
+        secret = new_key_secret()
+        with self.session.begin() as s:
+            k = ApiKey(id=_new_id("key_", 12), name=name, lookup=secret[3:3 + LOOKUP_LEN],
+                       secret_hash=hash_key(secret), org_id=org_id, namespaces=ns_ids,
+                       is_admin=is_admin, expires_at=utc(expires_at),
+                       targets=list(targets) if targets is not None else None, rpm=rpm, tpm=tpm)
+            s.add(k)
+            return _key_info(k), secret
+
+    def get_key(self, key_id: str) -> KeyInfo | None:
+        with self.session() as s:
+            k = s.get(ApiKey, key_id)
+            return _key_info(k) if k else None
+
+    def list_keys(self, org: str | None = None) -> list[KeyInfo]:
+        q = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if org is not None:
+            found = self.find_org(org)
+            q = q.where(ApiKey.org_id == (found.id if found else org))
+        with self.session() as s:
+            return [_key_info(k) for k in s.scalars(q)]
+
+    def update_key(self, key_id: str, *, name: str = UNSET, namespaces: list[str] | None = UNSET,
+                   targets: list[str] | None = UNSET, expires_at: datetime | None = UNSET,
+                   rpm: int | None = UNSET, tpm: int | None = UNSET) -> KeyInfo:
+        """Changes what is given (UNSET leaves a field as it is; namespaces/targets None: all,
+        expires_at None: never). Raises LookupError, ValueError."""
+        _check_limit("rpm", rpm), _check_limit("tpm", tpm)
+        current = self.get_key(key_id)
+        if current is None:
+            raise LookupError(f"no key {key_id!r}")
+        ns_ids = UNSET if namespaces is UNSET else self._namespace_ids(namespaces or None, current.org_id, current.org_id)
+        with self.session.begin() as s:
+            k = s.get(ApiKey, key_id)
+            for field, value in (("name", name), ("namespaces", ns_ids), ("rpm", rpm), ("tpm", tpm),
+                                 ("targets", list(targets) if targets not in (None, UNSET) else targets),
+                                 ("expires_at", utc(expires_at) if expires_at is not UNSET else UNSET)):
+                if value is not UNSET:
+                    setattr(k, field, value)
+            return _key_info(k)
+
+    def set_key_limits(self, key_id: str, *, rpm: int | None = UNSET, tpm: int | None = UNSET) -> KeyInfo:
+        return self.update_key(key_id, rpm=rpm, tpm=tpm)
+
+    def key_limits(self, key_id: str) -> tuple[int | None, int | None]:
+        with self.session() as s:
+            k = s.get(ApiKey, key_id)
+            return (k.rpm, k.tpm) if k else (None, None)
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.session.begin() as s:
+            k = s.get(ApiKey, key_id)
+            if k is None:
+                return False
+            if k.revoked_at is None:
+                k.revoked_at = _now()
+            return True
+
+    def authenticate(self, secret: str) -> KeyInfo | None:
+        """The key this secret belongs to, or None. Constant-time in the secret's content."""
+        if not KEY_RE.match(secret):
+            hmac.compare_digest(_DUMMY_HASH, hash_key(secret))
+            return None
+        digest = hash_key(secret)
+        with self.session() as s:
+            rows = list(s.scalars(select(ApiKey).where(ApiKey.lookup == secret[3:3 + LOOKUP_LEN])))
+        match = None
+        for k in rows or [None]:
+            stored = k.secret_hash if k is not None else _DUMMY_HASH
+            if hmac.compare_digest(stored, digest) and k is not None:
+                match = k
+        return _key_info(match) if match is not None else None
+
+    # ---------------------------------------------------------------- usage
+    def record_usage(self, rows: list[dict[str, Any]]) -> int:
+        """Inserts usage rows in one transaction; a row whose `id` is already stored is skipped
+        (so a batch may be re-sent after a failure). Unknown fields are ignored, missing ones take
+        their defaults. Returns how many rows were new. (SQL in rawinfer/tenancy/ledger.py.)"""
+        from rawinfer.tenancy.ledger import insert_usage
+
+        return insert_usage(self.engine, rows)
+
+    def usage_summary(self, namespace_id: str, start: datetime | None = None, end: datetime | None = None,
+                      group_by: str | None = None, *, key_id: str | None = None) -> list[dict[str, Any]]:
+        """Totals of a namespace's usage in [start, end) (either open), one row per group
+        (`group_by` in key, target, task, status, day (UTC); None: one row of totals): requests,
+        prompt/completion/total tokens, audio seconds, media bytes, cache hits, errors (status >=
+        400), mean latency. (SQL in rawinfer/tenancy/ledger.py.)"""
+        from rawinfer.tenancy.ledger import summarize_usage
+
+        return summarize_usage(self.engine, namespace_id, start, end, group_by, key_id=key_id)

@@ -1,0 +1,76 @@
+"""Serve deployment handles as the gateway's plain-data backends: Ray failures become 503s, and a
+request whose replica died is sent again."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator, Callable
+
+from ray.exceptions import RayActorError, RayError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from rawinfer.contract.errors import Unavailable
+from router.gateway import Backend
+
+log = logging.getLogger("rawinfer.ingress")
+
+
+REPLICA_RETRIES = 3  # times one request is sent again after the replica handling it died
+
+
+def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str], None] | None = None) -> Backend:
+    """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s, and a
+    request whose replica died is sent again (`on_retry(name)` counts it)."""
+
+    async def replica_lost(attempt: int, give_up: bool, message: str) -> None:
+        """Called while handling the RayActorError: a 503, or a short pause before sending again."""
+        if give_up:
+            log.exception("backend %s: replica lost (attempt %d)", name, attempt + 1)
+            raise Unavailable(message) from None
+        log.warning("backend %s: replica lost mid-request, retrying (%d/%d)", name, attempt + 1, REPLICA_RETRIES)
+        if on_retry:
+            on_retry(name)
+        await asyncio.sleep(0.05 * (attempt + 1))
+
+    async def call(payload: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(REPLICA_RETRIES + 1):
+            response = handle.remote(payload)
+            try:
+                return await response
+            except BackPressureError:
+                raise Unavailable(f"{name} is overloaded; retry shortly") from None
+            except RayActorError:
+                # the replica died (killed, OOM, node lost) before answering: inference has no side
+                # effects, so the request goes again; Serve's router has dropped the dead replica and
+                # sends it to another one, or holds it until the replacement is up (the gateway's
+                # request deadline bounds the wait)
+                await replica_lost(attempt, attempt == REPLICA_RETRIES, f"{name} is not available right now; retry shortly")
+            except RayError:
+                log.exception("backend %s failed", name)
+                raise Unavailable(f"{name} is not available right now; retry shortly") from None
+            except BaseException:
+                response.cancel()  # timeout or client gone: stop the work in the replica
+                raise
+        raise AssertionError("unreachable")
+
+    async def stream(payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for attempt in range(REPLICA_RETRIES + 1):
+            gen, sent = handle.options(stream=True, method_name="stream").remote(payload), False
+            try:
+                async for event in gen:
+                    sent = True
+                    yield event
+                return
+            except BackPressureError:
+                raise Unavailable(f"{name} is overloaded; retry shortly") from None
+            except RayActorError:  # once events went out, a retry would repeat them
+                await replica_lost(attempt, sent or attempt == REPLICA_RETRIES, f"{name} failed while streaming; retry")
+            except RayError:
+                log.exception("backend %s failed while streaming", name)
+                raise Unavailable(f"{name} failed while streaming; retry") from None
+            finally:
+                gen.cancel()
+
+    call.stream = stream
+    return call
