@@ -8,6 +8,7 @@ Targets (issue 3): HTTP >= 0.8x offline vLLM; >= 5x sequential generate.
 Run: `.venv/bin/python bench/chat.py` (each engine runs alone: HF, then offline vLLM in a
 subprocess, then the service).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,12 +20,29 @@ import sys
 import time
 
 import httpx
-
 from common import REPO, machine, start_service, stop_service
 
-PROMPTS = [f"Write a short paragraph about {topic}." for topic in (
-    "the sea", "mountains", "coffee", "trains", "libraries", "rain", "bicycles", "autumn", "bread", "music",
-    "the moon", "gardens", "rivers", "snow", "markets", "bridges")]
+PROMPTS = [
+    f"Write a short paragraph about {topic}."
+    for topic in (
+        "the sea",
+        "mountains",
+        "coffee",
+        "trains",
+        "libraries",
+        "rain",
+        "bicycles",
+        "autumn",
+        "bread",
+        "music",
+        "the moon",
+        "gardens",
+        "rivers",
+        "snow",
+        "markets",
+        "bridges",
+    )
+]
 NEW_TOKENS = 64
 
 OFFLINE = r"""
@@ -58,8 +76,12 @@ def hf_sequential(model_dir: str) -> tuple[float, float]:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
     def ids(p):
-        return tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_tensors="pt",
-                                       return_dict=True)
+        return tok.apply_chat_template(
+            [{"role": "user", "content": p}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
 
     with torch.inference_mode():
         model.generate(**ids(PROMPTS[0]), max_new_tokens=4, do_sample=False)
@@ -75,9 +97,15 @@ def hf_sequential(model_dir: str) -> tuple[float, float]:
 
 
 def offline_vllm(model_dir: str) -> float:
-    proc = subprocess.run([sys.executable, "-c", OFFLINE], input=json.dumps(
-        {"model": model_dir, "prompts": PROMPTS, "new_tokens": NEW_TOKENS}), capture_output=True, text=True,
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", OFFLINE],
+        input=json.dumps({"model": model_dir, "prompts": PROMPTS, "new_tokens": NEW_TOKENS}),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=900,
+    )
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")] or [None]
     if line is None:
         raise RuntimeError(proc.stderr[-2000:])
@@ -87,10 +115,18 @@ def offline_vllm(model_dir: str) -> float:
 
 async def http_concurrent(url: str, headers: dict) -> float:
     async with httpx.AsyncClient(base_url=url, timeout=600) as c:
+
         async def one(p):
-            r = await c.post("/v1/inference", headers=headers, json={
-                "provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": [p]},
-                "parameters": {"temperature": 0, "max_tokens": NEW_TOKENS}})
+            r = await c.post(
+                "/v1/inference",
+                headers=headers,
+                json={
+                    "provider": "local",
+                    "model": "smollm2-135m-instruct",
+                    "inputs": {"prompts": [p]},
+                    "parameters": {"temperature": 0, "max_tokens": NEW_TOKENS},
+                },
+            )
             assert r.status_code == 200, r.text
             return r.json()["tokens_used"]["completion"]
 
@@ -104,8 +140,12 @@ def http_ttft(url: str, headers: dict, reps: int = 5) -> float:
     times = []
     with httpx.Client(base_url=url, timeout=120) as c:
         for i in range(reps):
-            body = {"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": [PROMPTS[i]]},
-                    "parameters": {"temperature": 0, "max_tokens": 16, "stream": True}}
+            body = {
+                "provider": "local",
+                "model": "smollm2-135m-instruct",
+                "inputs": {"prompts": [PROMPTS[i]]},
+                "parameters": {"temperature": 0, "max_tokens": 16, "stream": True},
+            }
             t = time.perf_counter()
             with c.stream("POST", "/v1/inference", json=body, headers=headers) as r:
                 for line in r.iter_lines():
@@ -129,10 +169,14 @@ def main() -> None:
         ttft = http_ttft(url, headers)
     finally:
         stop_service()
-    print(f"{len(PROMPTS)} prompts x {NEW_TOKENS} new tokens, greedy, SmolLM2-135M-Instruct (float32, CPU)")
+    print(
+        f"{len(PROMPTS)} prompts x {NEW_TOKENS} new tokens, greedy, SmolLM2-135M-Instruct (float32, CPU)"
+    )
     print(f"HF generate, one at a time:     {hf_rate:8.1f} tok/s   TTFT {hf_ttft * 1000:7.1f} ms")
     print(f"vLLM offline LLM.chat (batch):  {vllm_rate:8.1f} tok/s")
-    print(f"HTTP, 16 concurrent requests:   {http_rate:8.1f} tok/s   TTFT (stream) {ttft * 1000:7.1f} ms")
+    print(
+        f"HTTP, 16 concurrent requests:   {http_rate:8.1f} tok/s   TTFT (stream) {ttft * 1000:7.1f} ms"
+    )
     print(f"HTTP / offline vLLM = {http_rate / vllm_rate:.2f}  (target >= 0.8)")
     print(f"HTTP / sequential HF = {http_rate / hf_rate:.2f}  (target >= 5)")
 

@@ -1,5 +1,6 @@
 """Shared by the benchmarks: start the real service (Ray + serve_config.yaml) in this process
 with a throwaway database, and small statistics helpers."""
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,20 @@ def free_port() -> int:
 
 # Ray Serve's low-latency path, measured in bench/RESULTS.md: HAProxy in front of the ingress
 # replica's own HTTP server, gRPC handles, user code and router on the replica's main loop.
-TUNED_SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
-                   "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
+TUNED_SERVE_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
 
 
-def start_service(settings: dict | None = None, deployments: dict | None = None, num_cpus: int | None = None,
-                  env: dict[str, str] | None = None, catalog: str | None = None):
+def start_service(
+    settings: dict | None = None,
+    deployments: dict | None = None,
+    num_cpus: int | None = None,
+    env: dict[str, str] | None = None,
+    catalog: str | None = None,
+):
     """Starts Ray and the app; returns (base_url, headers). `env` is set before Ray starts (Serve
     reads its knobs once per process). `catalog`: another catalog file (serve_config entries of
     deployments it does not have are dropped)."""
@@ -48,14 +57,25 @@ def start_service(settings: dict | None = None, deployments: dict | None = None,
     store.create_namespace("bench")
     _, secret = store.create_key("bench", namespaces=["bench"])
     port = free_port()
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-             namespace="serve", log_to_driver=False)
-    config = load_config(port=port, settings={"database_url": db, **(settings or {})}, deployments=deployments,
-                         catalog=catalog)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        namespace="serve",
+        log_to_driver=False,
+    )
+    config = load_config(
+        port=port,
+        settings={"database_url": db, **(settings or {})},
+        deployments=deployments,
+        catalog=catalog,
+    )
     if catalog:
         from rawinfer.core.catalog import load_catalog
 
-        names = {"ingress", "rate_limiter"} | {n for n, b in load_catalog(catalog).backends.items() if b.configured}
+        names = {"ingress", "rate_limiter"} | {
+            n for n, b in load_catalog(catalog).backends.items() if b.configured
+        }
         app = config["applications"][0]
         app["deployments"] = [d for d in app.get("deployments", []) if d["name"] in names]
     deploy(config)
@@ -80,5 +100,7 @@ def summary(values_ms: list[float]) -> str:
 
 
 def machine() -> str:
-    return (f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    return (
+        f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )

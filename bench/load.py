@@ -19,6 +19,7 @@ service's processes (psutil over Ray's processes) sampled over time. --soak runs
 Run: `.venv/bin/python bench/load.py [--rate 6 --duration 60] [--image-rate 20] [--soak] [--url URL --key K --namespace NS]`
 Without --url it starts the service itself (bench/common.py start_service, the test catalog).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 from common import machine, pct, start_service, stop_service  # noqa: E402
+
 from router.proxy import PROXY_ENV  # noqa: E402
 
-CLIP_AUDIO = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
+CLIP_AUDIO = Path(
+    "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
+)
 WORDS = "ray serve inference embedding vector model token cache latency batch replica cluster query".split()
 CACHE_PROMPTS = ["What is the capital of France?", "Name three primary colours.", "What is 2 + 2?"]
 
@@ -60,8 +64,12 @@ def service_processes(root_pid: int | None) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["name", "cmdline"]):
         cmd = " ".join(p.info.get("cmdline") or [])
-        if p.pid != psutil.Process().pid and ("ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd
-                                              or (p.info.get("name") or "").startswith("ray::")):
+        if p.pid != psutil.Process().pid and (
+            "ray::" in cmd
+            or "raylet" in cmd
+            or "gcs_server" in cmd
+            or (p.info.get("name") or "").startswith("ray::")
+        ):
             found.append(p)
     return found
 
@@ -92,28 +100,51 @@ class Load:
         self.args, self.url, self.headers = args, url, headers
         self.lat: dict[str, list[float]] = defaultdict(list)
         self.status: dict[str, Counter] = defaultdict(Counter)
-        self.sent: dict[str, list[float]] = defaultdict(list)  # when each request was sent (perf_counter)
+        self.sent: dict[str, list[float]] = defaultdict(
+            list
+        )  # when each request was sent (perf_counter)
         self.cache_hits = 0
-        self.audio = base64.b64encode(CLIP_AUDIO.read_bytes()).decode() if CLIP_AUDIO.exists() else None
+        self.audio = (
+            base64.b64encode(CLIP_AUDIO.read_bytes()).decode() if CLIP_AUDIO.exists() else None
+        )
         self.images = [png_b64(i) for i in range(8)] if args.image_rate else []
         self.inflight = 0
         self.limit = asyncio.Semaphore(args.max_inflight)
 
     def body(self, kind: str, i: int) -> dict:
         if kind == "embed":
-            return {"inference_name": "multilingual_e5_large_instruct_v1",
-                    "inputs": {"text": " ".join(random.choices(WORDS, k=12)) + f" {i}"}}
+            return {
+                "inference_name": "multilingual_e5_large_instruct_v1",
+                "inputs": {"text": " ".join(random.choices(WORDS, k=12)) + f" {i}"},
+            }
         if kind == "chat":
-            return {"provider": "local", "model": "smollm2-135m-instruct",
-                    "inputs": {"prompts": [f"Write one sentence about {random.choice(WORDS)} number {i}."]},
-                    "parameters": {"max_tokens": 16, "temperature": 0}}
+            return {
+                "provider": "local",
+                "model": "smollm2-135m-instruct",
+                "inputs": {
+                    "prompts": [f"Write one sentence about {random.choice(WORDS)} number {i}."]
+                },
+                "parameters": {"max_tokens": 16, "temperature": 0},
+            }
         if kind == "cache":
-            return {"provider": "local", "model": "smollm2-135m-instruct", "enable_semantic_cache": True,
-                    "inputs": {"prompts": [random.choice(CACHE_PROMPTS)]}, "parameters": {"max_tokens": 16, "temperature": 0}}
+            return {
+                "provider": "local",
+                "model": "smollm2-135m-instruct",
+                "enable_semantic_cache": True,
+                "inputs": {"prompts": [random.choice(CACHE_PROMPTS)]},
+                "parameters": {"max_tokens": 16, "temperature": 0},
+            }
         if kind == "transcribe":
-            return {"provider": "local", "model": "whisper-tiny.en", "inputs": {"audio_base64": self.audio}}
+            return {
+                "provider": "local",
+                "model": "whisper-tiny.en",
+                "inputs": {"audio_base64": self.audio},
+            }
         if kind == "image":
-            return {"inference_name": "laion_clip_vit_l_14_v1", "inputs": {"image_base64": self.images[i % len(self.images)]}}
+            return {
+                "inference_name": "laion_clip_vit_l_14_v1",
+                "inputs": {"image_base64": self.images[i % len(self.images)]},
+            }
         raise ValueError(kind)
 
     async def one(self, client: httpx.AsyncClient, kind: str, i: int) -> None:
@@ -121,7 +152,9 @@ class Load:
             self.inflight += 1
             t0 = time.perf_counter()
             try:
-                r = await client.post("/v1/inference", json=self.body(kind, i), headers=self.headers)
+                r = await client.post(
+                    "/v1/inference", json=self.body(kind, i), headers=self.headers
+                )
                 code = str(r.status_code)
                 if r.status_code == 200 and r.json().get("cache_hit"):
                     self.cache_hits += 1
@@ -133,7 +166,15 @@ class Load:
             self.sent[kind].append(t0)
             self.status[kind][code] += 1
 
-    async def stream(self, client, rate: float, kinds: list[str], weights: list[float], duration: float, tasks: list) -> None:
+    async def stream(
+        self,
+        client,
+        rate: float,
+        kinds: list[str],
+        weights: list[float],
+        duration: float,
+        tasks: list,
+    ) -> None:
         t0 = time.perf_counter()
         i = 0
         while True:
@@ -154,7 +195,9 @@ class Load:
         weights = [float(mix[k]) for k in kinds]
         samples: list[tuple[float, float]] = []
         procs = service_processes(procs_root)
-        limits = httpx.Limits(max_connections=a.max_inflight, max_keepalive_connections=a.max_inflight)
+        limits = httpx.Limits(
+            max_connections=a.max_inflight, max_keepalive_connections=a.max_inflight
+        )
         async with httpx.AsyncClient(base_url=self.url, timeout=a.timeout, limits=limits) as client:
             t0 = time.perf_counter()
             tasks: list[asyncio.Task] = []
@@ -169,7 +212,9 @@ class Load:
             sampler = asyncio.create_task(sample())
             streams = [self.stream(client, a.rate, kinds, weights, a.duration, tasks)]
             if a.image_rate:
-                streams.append(self.stream(client, a.image_rate, ["image"], [1.0], a.duration, tasks))
+                streams.append(
+                    self.stream(client, a.image_rate, ["image"], [1.0], a.duration, tasks)
+                )
             await asyncio.gather(*streams)
             sent_s = time.perf_counter() - t0
             await asyncio.gather(*tasks)
@@ -182,17 +227,35 @@ class Load:
         a = self.args
         total = sum(len(v) for v in self.lat.values())
         ok = sum(c["200"] for c in self.status.values())
-        print(f"\n{machine()}\nload: {a.rate:g} req/s mixed ({a.mix})" + (f" + {a.image_rate:g} images/s" if a.image_rate else "")
-              + f" for {a.duration:g} s (open loop), {total} requests, all answered after {elapsed:.1f} s")
+        print(
+            f"\n{machine()}\nload: {a.rate:g} req/s mixed ({a.mix})"
+            + (f" + {a.image_rate:g} images/s" if a.image_rate else "")
+            + f" for {a.duration:g} s (open loop), {total} requests, all answered after {elapsed:.1f} s"
+        )
         print(f"{'kind':<11}{'n':>6}{'ok':>6}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}  statuses")
-        out: dict = {"rate": a.rate, "image_rate": a.image_rate, "duration_s": a.duration, "requests": total, "ok": ok,
-                     "errors": total - ok, "throughput_rps": round(ok / elapsed, 2), "kinds": {}}
+        out: dict = {
+            "rate": a.rate,
+            "image_rate": a.image_rate,
+            "duration_s": a.duration,
+            "requests": total,
+            "ok": ok,
+            "errors": total - ok,
+            "throughput_rps": round(ok / elapsed, 2),
+            "kinds": {},
+        }
         for kind in sorted(self.lat):
             v, st = self.lat[kind], self.status[kind]
             errors = sum(n for c, n in st.items() if c != "200")
-            out["kinds"][kind] = {"n": len(v), "errors": errors, "p50_ms": round(statistics.median(v), 1),
-                                  "p99_ms": round(pct(v, 99), 1), "statuses": dict(st)}
-            print(f"{kind:<11}{len(v):>6}{st['200']:>6}{errors:>8}{statistics.median(v):>10.1f}{pct(v, 99):>10.1f}  {dict(st)}")
+            out["kinds"][kind] = {
+                "n": len(v),
+                "errors": errors,
+                "p50_ms": round(statistics.median(v), 1),
+                "p99_ms": round(pct(v, 99), 1),
+                "statuses": dict(st),
+            }
+            print(
+                f"{kind:<11}{len(v):>6}{st['200']:>6}{errors:>8}{statistics.median(v):>10.1f}{pct(v, 99):>10.1f}  {dict(st)}"
+            )
         # latency over the run: p50 of the requests sent in each fifth (a collapse shows as growth)
         start = min((min(v) for v in self.sent.values() if v), default=0.0)
         for kind in sorted(self.lat):
@@ -203,20 +266,34 @@ class Load:
             out["kinds"][kind]["p50_by_fifth_ms"] = trend
             print(f"  {kind}: p50 by fifth of the run (ms): {trend}")
         all_lat = [x for v in self.lat.values() for x in v]
-        out.update(p50_ms=round(statistics.median(all_lat), 1), p99_ms=round(pct(all_lat, 99), 1), cache_hits=self.cache_hits)
-        print(f"{'all':<11}{total:>6}{ok:>6}{total - ok:>8}{out['p50_ms']:>10.1f}{out['p99_ms']:>10.1f}"
-              f"  throughput {out['throughput_rps']} ok/s; semantic cache hits {self.cache_hits}")
+        out.update(
+            p50_ms=round(statistics.median(all_lat), 1),
+            p99_ms=round(pct(all_lat, 99), 1),
+            cache_hits=self.cache_hits,
+        )
+        print(
+            f"{'all':<11}{total:>6}{ok:>6}{total - ok:>8}{out['p50_ms']:>10.1f}{out['p99_ms']:>10.1f}"
+            f"  throughput {out['throughput_rps']} ok/s; semantic cache hits {self.cache_hits}"
+        )
         mem = [m for _, m in samples]
-        print("RSS of the service's processes (MB) over time: "
-              + ", ".join(f"{t:.0f}s={m:.0f}" for t, m in samples[:: max(1, len(samples) // 12)]))
+        print(
+            "RSS of the service's processes (MB) over time: "
+            + ", ".join(f"{t:.0f}s={m:.0f}" for t, m in samples[:: max(1, len(samples) // 12)])
+        )
         # growth: the mean of the last tenth against the first tenth after warm-up
         warm = [m for t, m in samples if t >= a.warmup_s] or mem
         k = max(1, len(warm) // 10)
         first, last = statistics.mean(warm[:k]), statistics.mean(warm[-k:])
-        out.update(rss_first_mb=round(first), rss_last_mb=round(last), rss_max_mb=round(max(mem)),
-                   rss_growth_pct=round((last - first) / first * 100, 2) if first else None)
-        print(f"RSS after {a.warmup_s:g} s warm-up: {first:.0f} MB -> {last:.0f} MB at the end "
-              f"({out['rss_growth_pct']:+.2f} %), max {max(mem):.0f} MB")
+        out.update(
+            rss_first_mb=round(first),
+            rss_last_mb=round(last),
+            rss_max_mb=round(max(mem)),
+            rss_growth_pct=round((last - first) / first * 100, 2) if first else None,
+        )
+        print(
+            f"RSS after {a.warmup_s:g} s warm-up: {first:.0f} MB -> {last:.0f} MB at the end "
+            f"({out['rss_growth_pct']:+.2f} %), max {max(mem):.0f} MB"
+        )
         print("RESULT " + json.dumps(out))
         return out
 
@@ -230,28 +307,54 @@ def bench_catalog() -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rate", type=float, default=6.0, help="mixed requests per second")
     p.add_argument("--mix", default="embed=7,chat=1,cache=1,transcribe=1", help="kind=weight,...")
-    p.add_argument("--image-rate", type=float, default=0.0, help="base64 CLIP images per second besides")
-    p.add_argument("--duration", type=float, default=None, help="seconds (default 60; 1800 with --soak)")
+    p.add_argument(
+        "--image-rate", type=float, default=0.0, help="base64 CLIP images per second besides"
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds (default 60; 1800 with --soak)"
+    )
     p.add_argument("--soak", action="store_true", help="a 30-minute run reporting RSS growth")
-    p.add_argument("--warmup-s", type=float, default=None, help="left out of the RSS growth (default 10%% of the run)")
+    p.add_argument(
+        "--warmup-s",
+        type=float,
+        default=None,
+        help="left out of the RSS growth (default 10%% of the run)",
+    )
     p.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
     p.add_argument("--timeout", type=float, default=90.0)
     p.add_argument("--max-inflight", type=int, default=512)
     p.add_argument("--url"), p.add_argument("--key"), p.add_argument("--namespace")
-    p.add_argument("--pid", type=int, default=None, help="with --url: the process whose descendants are the service")
-    p.add_argument("--settings-json", default="{}", help="service settings overrides when this script starts it")
+    p.add_argument(
+        "--pid",
+        type=int,
+        default=None,
+        help="with --url: the process whose descendants are the service",
+    )
+    p.add_argument(
+        "--settings-json",
+        default="{}",
+        help="service settings overrides when this script starts it",
+    )
     a = p.parse_args()
     a.duration = a.duration or (1800.0 if a.soak else 60.0)
     a.warmup_s = a.warmup_s if a.warmup_s is not None else a.duration / 10
     started = a.url is None
     if started:
-        url, headers = start_service(settings=json.loads(a.settings_json), catalog=bench_catalog(), env=PROXY_ENV)
+        url, headers = start_service(
+            settings=json.loads(a.settings_json), catalog=bench_catalog(), env=PROXY_ENV
+        )
         root = psutil.Process().pid
     else:
-        url, headers, root = a.url, {"Authorization": f"Bearer {a.key}", "X-Namespace": a.namespace}, a.pid
+        url, headers, root = (
+            a.url,
+            {"Authorization": f"Bearer {a.key}", "X-Namespace": a.namespace},
+            a.pid,
+        )
     try:
         out = asyncio.run(Load(a, url, headers).run(root))
     finally:

@@ -7,6 +7,7 @@ Targets (issue 4): HTTP <= 1.1x bare; batched >= 2.5x faster than unbatched.
 
 Run: `.venv/bin/python bench/transcribe.py [--model whisper-base] [--seconds 80]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from common import machine, start_service, stop_service
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -59,7 +59,9 @@ def main() -> None:
     audio, wav = long_audio(args.seconds)
     duration = len(audio) / 16000
     path = prepare_packaged_whisper(Settings().cache_dir)[args.model]
-    engine = WhisperEngine(str(path), served_model=args.model, cpu_threads=2, batched_threshold_s=60)
+    engine = WhisperEngine(
+        str(path), served_model=args.model, cpu_threads=2, batched_threshold_s=60
+    )
     engine.load()
     params = TranscriptionParams(language="en")
 
@@ -73,23 +75,33 @@ def main() -> None:
 
     t_batched = timed(lambda: engine.transcribe(audio, params, batched=True))
     t_seq = timed(lambda: engine.transcribe(audio, params, batched=False))
-    del engine
+    engine = None  # free the model before the service starts
 
     url, headers = start_service()
     try:
-        body = {"provider": "local", "model": args.model, "parameters": {"language": "en"},
-                "inputs": {"audio_base64": base64.b64encode(wav).decode()}}
+        body = {
+            "provider": "local",
+            "model": args.model,
+            "parameters": {"language": "en"},
+            "inputs": {"audio_base64": base64.b64encode(wav).decode()},
+        }
         with httpx.Client(base_url=url, timeout=600) as c:
+
             def call():
                 r = c.post("/v1/inference", json=body, headers=headers)
                 assert r.status_code == 200, r.text
+
             call()  # warm up
             t_http = timed(call)
     finally:
         stop_service()
 
-    print(f"audio: {duration:.1f} s ({args.model}, int8, CPU); the service uses the batched path above 60 s")
-    print(f"bare faster-whisper, batched pipeline: RTF {t_batched / duration:.3f}  ({t_batched:.1f} s)")
+    print(
+        f"audio: {duration:.1f} s ({args.model}, int8, CPU); the service uses the batched path above 60 s"
+    )
+    print(
+        f"bare faster-whisper, batched pipeline: RTF {t_batched / duration:.3f}  ({t_batched:.1f} s)"
+    )
     print(f"bare faster-whisper, unbatched:        RTF {t_seq / duration:.3f}  ({t_seq:.1f} s)")
     print(f"HTTP POST /v1/inference (base64 wav):  RTF {t_http / duration:.3f}  ({t_http:.1f} s)")
     print(f"HTTP / bare (same batched path): {t_http / t_batched:.2f}x  (target <= 1.1x)")

@@ -4,6 +4,7 @@
 The registry imports a deployment's module when its engine is first looked up, not here: every
 replica imports this package (Serve unpickles its class by module path), and each should import
 only its own engine's libraries (a provider proxy never needs torch, vLLM or PyAV)."""
+
 from __future__ import annotations
 
 import importlib
@@ -25,11 +26,13 @@ class _Registry(dict):
         return self[engine] if engine in self else default
 
 
-REGISTRY = _Registry({
-    "chat": "deployments.chat:ChatDeployment",
-    "clip": "deployments.clip:ClipDeployment",
-    "plugin": "deployments.plugin:PluginDeployment",
-    "provider": "deployments.provider:ProviderDeployment",
-    "text_embedding": "deployments.text_embedding:TextEmbeddingDeployment",
-    "transcription": "deployments.transcription:TranscriptionDeployment",
-})
+REGISTRY = _Registry(
+    {
+        "chat": "deployments.chat:ChatDeployment",
+        "clip": "deployments.clip:ClipDeployment",
+        "plugin": "deployments.plugin:PluginDeployment",
+        "provider": "deployments.provider:ProviderDeployment",
+        "text_embedding": "deployments.text_embedding:TextEmbeddingDeployment",
+        "transcription": "deployments.transcription:TranscriptionDeployment",
+    }
+)

@@ -1,4 +1,5 @@
 """What every backend deployment shares: errors cross the handle as plain data."""
+
 from __future__ import annotations
 
 import functools
@@ -22,6 +23,8 @@ def guarded(method: Callable[..., Awaitable[dict[str, Any]]]):
             return to_wire(e)
         except Exception:
             log.exception("inference failed in %s", type(self).__name__)
-            return to_wire(InferenceFailed(f"inference failed inside the model ({type(self).__name__})"))
+            return to_wire(
+                InferenceFailed(f"inference failed inside the model ({type(self).__name__})")
+            )
 
     return wrapper

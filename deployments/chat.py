@@ -2,6 +2,7 @@
 across every concurrent request), autoscaled on ongoing requests. Resources come from
 serve_config.yaml (`num_gpus` on a GPU cluster, a CPU fraction here); engine options (context
 length, KV cache size, eager mode, dtype) from the catalog backend's `options`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,8 @@ from ray import serve
 from deployments.base import guarded
 from models.chat import MARKER, ChatEngine, prepare_packaged_smollm2
 from rawinfer.contract import ChatParams
-from rawinfer.core.catalog import resolve_model_path
 from rawinfer.contract.errors import RawInferError, to_wire
+from rawinfer.core.catalog import resolve_model_path
 
 
 @serve.deployment(
@@ -34,11 +35,17 @@ class ChatDeployment:
             # a node where `make setup` did not run: convert the packaged GGUF once (about 80 s)
             path = str(await asyncio.to_thread(prepare_packaged_smollm2, Path(spec["cache_dir"])))
         self.engine = ChatEngine(
-            path, served_model=spec["served_model"], max_model_len=int(opts.get("max_model_len", 2048)),
-            enforce_eager=bool(opts.get("enforce_eager", True)), kv_cache_space_gb=opts.get("kv_cache_space_gb", 1),
-            dtype=opts.get("dtype", "auto"), gpu_memory_utilization=opts.get("gpu_memory_utilization"),
-            tensor_parallel_size=int(opts.get("tensor_parallel_size", 1)), extra_engine_args=opts.get("engine_args"),
-            max_prompts=int(opts.get("max_prompts", 64)), in_process=bool(opts.get("in_process", True)),
+            path,
+            served_model=spec["served_model"],
+            max_model_len=int(opts.get("max_model_len", 2048)),
+            enforce_eager=bool(opts.get("enforce_eager", True)),
+            kv_cache_space_gb=opts.get("kv_cache_space_gb", 1),
+            dtype=opts.get("dtype", "auto"),
+            gpu_memory_utilization=opts.get("gpu_memory_utilization"),
+            tensor_parallel_size=int(opts.get("tensor_parallel_size", 1)),
+            extra_engine_args=opts.get("engine_args"),
+            max_prompts=int(opts.get("max_prompts", 64)),
+            in_process=bool(opts.get("in_process", True)),
         )
         await self.engine.start()
 
@@ -50,14 +57,23 @@ class ChatDeployment:
 
     @staticmethod
     def _args(request: dict[str, Any]) -> dict[str, Any]:
-        return {"prompts": request.get("prompts"), "system": request.get("system"), "messages": request.get("messages"),
-                "params": ChatParams.model_validate(request["parameters"]),
-                "request_id": request.get("request_id") or uuid.uuid4().hex, "timeout_s": request.get("timeout_s")}
+        return {
+            "prompts": request.get("prompts"),
+            "system": request.get("system"),
+            "messages": request.get("messages"),
+            "params": ChatParams.model_validate(request["parameters"]),
+            "request_id": request.get("request_id") or uuid.uuid4().hex,
+            "timeout_s": request.get("timeout_s"),
+        }
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         result = await self.engine.generate(**self._args(request))
-        return {"data": {"responses": result["responses"]}, "model": result["model"], "tokens_used": result["tokens_used"]}
+        return {
+            "data": {"responses": result["responses"]},
+            "model": result["model"],
+            "tokens_used": result["tokens_used"],
+        }
 
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """`{"delta": str}` events, then `{"final": {...}}`; an error is yielded as its wire form.
@@ -66,8 +82,13 @@ class ChatDeployment:
             async for event in self.engine.stream(**self._args(request)):
                 if "final" in event:
                     f = event["final"]
-                    event = {"final": {"data": {"responses": f["responses"]}, "model": f["model"],
-                                       "tokens_used": f["tokens_used"]}}
+                    event = {
+                        "final": {
+                            "data": {"responses": f["responses"]},
+                            "model": f["model"],
+                            "tokens_used": f["tokens_used"],
+                        }
+                    }
                 yield event
         except RawInferError as e:
             yield to_wire(e)

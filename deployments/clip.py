@@ -2,6 +2,7 @@
 Concurrent requests are batched with `@serve.batch` (texts with texts, images with images);
 image and video decoding run in worker threads; a video is streamed through the model in
 batches (memory bounded by the engine). Resources come from serve_config (`num_gpus` on GPUs)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,12 @@ class ClipDeployment:
         opts = spec.get("options", {})
         config = opts.get("model_config_path")
         self.engine = ClipEngine(
-            opts.get("model_name", "ViT-L-14"), resolve_model_path(spec["model_path"], spec["cache_dir"]),
-            served_model=spec["served_model"], device=opts.get("device", "cpu"),
-            batch_size=int(opts.get("batch_size", 32)), torch_threads=opts.get("torch_threads"),
+            opts.get("model_name", "ViT-L-14"),
+            resolve_model_path(spec["model_path"], spec["cache_dir"]),
+            served_model=spec["served_model"],
+            device=opts.get("device", "cpu"),
+            batch_size=int(opts.get("batch_size", 32)),
+            torch_threads=opts.get("torch_threads"),
             model_config_path=resolve_model_path(config, spec["cache_dir"]) if config else None,
         )
         self.engine.load()
@@ -58,28 +62,46 @@ class ClipDeployment:
         if kind == "text":
             texts = request["texts"]
             if len(texts) > self.max_texts:
-                raise InvalidRequest(f"too many texts: {len(texts)}; send at most {self.max_texts} per request")
+                raise InvalidRequest(
+                    f"too many texts: {len(texts)}; send at most {self.max_texts} per request"
+                )
             rows = await self._texts(texts)
             tokens = sum(self.engine.count_tokens(texts))
-            return {"data": self._data(rows, request["single"], normalize), "model": self.engine.served_model,
-                    "tokens_used": {"prompt": tokens, "completion": 0, "total": tokens}}
+            return {
+                "data": self._data(rows, request["single"], normalize),
+                "model": self.engine.served_model,
+                "tokens_used": {"prompt": tokens, "completion": 0, "total": tokens},
+            }
         if kind == "image":
-            image = await asyncio.to_thread(decode_image, request["media"], max_pixels=self.max_pixels)
+            image = await asyncio.to_thread(
+                decode_image, request["media"], max_pixels=self.max_pixels
+            )
             pixels = await asyncio.to_thread(self.engine.preprocess, [image])
             rows = await self._images(pixels)
-            return {"data": self._data(rows, True, normalize), "model": self.engine.served_model, "tokens_used": None}
+            return {
+                "data": self._data(rows, True, normalize),
+                "model": self.engine.served_model,
+                "tokens_used": None,
+            }
         interval = p.get("interval_sec") or self.interval_sec
         max_frames = min(p.get("max_frames") or self.max_frames, self.max_frames)
-        data = await asyncio.to_thread(self.engine.embed_video, request["media"], interval_sec=interval,
-                                       max_frames=max_frames, normalize=normalize)
+        data = await asyncio.to_thread(
+            self.engine.embed_video,
+            request["media"],
+            interval_sec=interval,
+            max_frames=max_frames,
+            normalize=normalize,
+        )
         return {"data": data, "model": self.engine.served_model, "tokens_used": None}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _texts(self, batch: list[list[str]]) -> list[np.ndarray]:
-        rows = await asyncio.to_thread(self.engine.embed_texts, [t for texts in batch for t in texts])
+        rows = await asyncio.to_thread(
+            self.engine.embed_texts, [t for texts in batch for t in texts]
+        )
         out, start = [], 0
         for texts in batch:
-            out.append(rows[start:start + len(texts)])
+            out.append(rows[start : start + len(texts)])
             start += len(texts)
         return out
 
@@ -88,4 +110,4 @@ class ClipDeployment:
         import torch
 
         rows = await asyncio.to_thread(self.engine.encode_batch, torch.cat(batch))
-        return [rows[i:i + 1] for i in range(len(batch))]
+        return [rows[i : i + 1] for i in range(len(batch))]

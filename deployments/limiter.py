@@ -3,6 +3,7 @@ out. It holds rawinfer.limits.SharedLimiter's counters; every ingress replica re
 handle and spends leased units locally (rawinfer.limits.LocalLimiter). One replica is the point:
 it is the single authority for every window (a restart resets the counters, see limits.py).
 """
+
 from __future__ import annotations
 
 from typing import Any

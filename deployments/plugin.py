@@ -7,6 +7,7 @@ DEPLOY_FAILED and with it the whole application. The replica stays up, keeps the
 every call with an Unavailable (503) naming the plugin and its load error, and reports it to the
 ingress's listing (`{"op": "status"}`). A plugin raising in `infer` fails that request only.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -20,7 +21,6 @@ from deployments.base import guarded
 from rawinfer.contract.errors import RawInferError, from_wire, is_wire_error, to_wire
 from rawinfer.plugins.runner import PluginRunner
 
-
 EMBED_CHUNK = 256  # texts per call: the text-embedding deployment's max_texts
 EMBED_TIMEOUT_S = 60.0
 
@@ -29,17 +29,24 @@ def remote_embedder(handle: DeploymentHandle, label: str) -> Callable[[list[str]
     """PluginContext.embed through the service's text-embedding deployment: blocking (a plain
     plugin `infer` runs in a worker thread), normalised rows, long texts truncated to the
     model's window, chunked to that deployment's per-request cap."""
+
     def embed(texts: list[str]) -> np.ndarray:
         rows = []
         for i in range(0, len(texts), EMBED_CHUNK):
-            out = handle.remote({"texts": texts[i:i + EMBED_CHUNK], "single": False,
-                                 "parameters": {"normalize": True, "input_type": None, "truncate": True},
-                                 "timeout_s": EMBED_TIMEOUT_S, "request_id": f"plugin-{label}-{uuid.uuid4().hex[:8]}"}
-                                ).result(timeout_s=EMBED_TIMEOUT_S)
+            out = handle.remote(
+                {
+                    "texts": texts[i : i + EMBED_CHUNK],
+                    "single": False,
+                    "parameters": {"normalize": True, "input_type": None, "truncate": True},
+                    "timeout_s": EMBED_TIMEOUT_S,
+                    "request_id": f"plugin-{label}-{uuid.uuid4().hex[:8]}",
+                }
+            ).result(timeout_s=EMBED_TIMEOUT_S)
             if is_wire_error(out):
                 raise from_wire(out)
             rows.append(np.asarray(out["data"]["embeddings"], dtype=np.float32))
         return np.concatenate(rows)
+
     return embed
 
 
@@ -51,9 +58,18 @@ def remote_embedder(handle: DeploymentHandle, label: str) -> Callable[[list[str]
 )
 class PluginDeployment:
     def __init__(self, spec: dict[str, Any], text_embedding: DeploymentHandle | None = None):
-        embedder = remote_embedder(text_embedding, spec["served_model"]) if text_embedding is not None else None
-        self.runner = PluginRunner(spec["model_path"], cache_dir=spec["cache_dir"], embedder=embedder,
-                                   plugin_dir=spec.get("options", {}).get("plugin_dir"), label=spec["served_model"])
+        embedder = (
+            remote_embedder(text_embedding, spec["served_model"])
+            if text_embedding is not None
+            else None
+        )
+        self.runner = PluginRunner(
+            spec["model_path"],
+            cache_dir=spec["cache_dir"],
+            embedder=embedder,
+            plugin_dir=spec.get("options", {}).get("plugin_dir"),
+            label=spec["served_model"],
+        )
         self.runner.load()
         self.served_model = spec["served_model"]
         self.reconfigure(spec.get("options", {}).get("batch", {}))
@@ -68,7 +84,9 @@ class PluginDeployment:
             return {"data": self.runner.status}
         if self.runner.plugin is None:
             raise self.runner.unavailable()
-        result = await self._batched({"inputs": request.get("inputs"), "parameters": request.get("parameters")})
+        result = await self._batched(
+            {"inputs": request.get("inputs"), "parameters": request.get("parameters")}
+        )
         if isinstance(result, RawInferError):
             return to_wire(result)
         return {"data": result, "model": self.served_model, "tokens_used": None}

@@ -7,6 +7,7 @@ or `..._API_KEY_FILE` for a mounted secret): they never travel in deployment arg
 Serve config or a handle call. Catalog `options` may set non-secret fields (base_url, timeout_s,
 max_retries, ...); the environment wins for credentials.
 """
+
 from __future__ import annotations
 
 from typing import Any

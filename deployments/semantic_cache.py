@@ -7,6 +7,7 @@ Persistence: the cache is restored from its snapshot file at start, written agai
 Metrics (Ray's metrics export, `ray_` prefix): lookups by result (hit, miss, explore),
 observations by verdict, and per partition the estimated served error rate and entry count.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,10 +17,10 @@ from typing import Any
 
 from ray import serve
 
-from rawinfer.contract.errors import InvalidRequest, to_wire
 from rawinfer.cache.cache import SemanticCache
-from rawinfer.core.settings import SemanticCacheSettings
 from rawinfer.cache.store import SemanticStore
+from rawinfer.contract.errors import InvalidRequest, to_wire
+from rawinfer.core.settings import SemanticCacheSettings
 
 log = logging.getLogger("rawinfer.semantic_cache")
 
@@ -29,25 +30,43 @@ class CacheMetrics:
         from ray.serve.metrics import Counter, Gauge
 
         tags = ("namespace", "target", "partition")
-        self.lookups = Counter("rawinfer_semantic_cache_lookups_total", tag_keys=(*tags, "result"),
-                               description="Semantic cache lookups by result: hit (served cached), miss, explore.")
-        self.observations = Counter("rawinfer_semantic_cache_observations_total", tag_keys=(*tags, "verdict"),
-                                    description="Explored requests judged against the cached answer.")
-        self.error_rate = Gauge("rawinfer_semantic_cache_error_rate", tag_keys=tags,
-                                description="Estimated rate of wrong cached answers served, per partition.")
-        self.entries = Gauge("rawinfer_semantic_cache_entries", description="Entries held, all partitions.")
+        self.lookups = Counter(
+            "rawinfer_semantic_cache_lookups_total",
+            tag_keys=(*tags, "result"),
+            description="Semantic cache lookups by result: hit (served cached), miss, explore.",
+        )
+        self.observations = Counter(
+            "rawinfer_semantic_cache_observations_total",
+            tag_keys=(*tags, "verdict"),
+            description="Explored requests judged against the cached answer.",
+        )
+        self.error_rate = Gauge(
+            "rawinfer_semantic_cache_error_rate",
+            tag_keys=tags,
+            description="Estimated rate of wrong cached answers served, per partition.",
+        )
+        self.entries = Gauge(
+            "rawinfer_semantic_cache_entries", description="Entries held, all partitions."
+        )
 
     def record(self, cache: SemanticCache, req: dict[str, Any], out: dict[str, Any]) -> None:
         op, partition = req.get("op"), req.get("partition")
         if op not in ("lookup", "observe") or partition is None:
             return
-        tags = {"namespace": str(req.get("namespace", "-")), "target": str(req.get("label", "-")),
-                "partition": str(partition)[:12]}
+        tags = {
+            "namespace": str(req.get("namespace", "-")),
+            "target": str(req.get("label", "-")),
+            "partition": str(partition)[:12],
+        }
         if op == "lookup":
-            result = {"exploit": "hit", "miss": "miss", "explore": "explore"}.get(out.get("action"), "miss")
+            result = {"exploit": "hit", "miss": "miss", "explore": "explore"}.get(
+                out.get("action"), "miss"
+            )
             self.lookups.inc(tags={**tags, "result": result})
         else:
-            self.observations.inc(tags={**tags, "verdict": "correct" if req.get("correct") else "incorrect"})
+            self.observations.inc(
+                tags={**tags, "verdict": "correct" if req.get("correct") else "incorrect"}
+            )
         c = cache.stats.get(partition)
         if c and c["lookups"]:
             self.error_rate.set(c["estimated_errors"] / c["lookups"], tags=tags)
@@ -77,12 +96,18 @@ class SemanticCacheDeployment:
                 log.info("semantic cache restored: %d entries from %s", len(cache.store), self.path)
                 return cache
             except Exception as e:  # a torn or foreign file must not keep the cache from starting
-                log.warning("semantic cache snapshot %s unreadable (%s): starting empty", self.path, type(e).__name__)
+                log.warning(
+                    "semantic cache snapshot %s unreadable (%s): starting empty",
+                    self.path,
+                    type(e).__name__,
+                )
         return SemanticCache(self.settings)
 
     def _start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._snapshots(), name="semantic-cache-snapshots")
+            self._task = asyncio.get_running_loop().create_task(
+                self._snapshots(), name="semantic-cache-snapshots"
+            )
 
     async def _snapshots(self) -> None:
         while True:

@@ -4,6 +4,7 @@ batched into one forward pass with `@serve.batch`, autoscaled on ongoing request
 Resources, autoscaling and batching are defaults here and overridden per deployment in
 serve_config.yaml (Serve's own `deployments:` section; `user_config` carries batch settings).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,22 +27,33 @@ class TextEmbeddingDeployment:
     def __init__(self, spec: dict[str, Any]):
         opts = spec.get("options", {})
         self.engine = TextEmbeddingEngine(
-            resolve_model_path(spec["model_path"], spec["cache_dir"]), served_model=spec["served_model"], device=opts.get("device", "cpu"),
-            e5_prefixes=opts.get("e5_prefixes", False), max_texts=opts.get("max_texts", 256),
-            encode_batch_size=opts.get("encode_batch_size", 64), torch_threads=opts.get("torch_threads"),
+            resolve_model_path(spec["model_path"], spec["cache_dir"]),
+            served_model=spec["served_model"],
+            device=opts.get("device", "cpu"),
+            e5_prefixes=opts.get("e5_prefixes", False),
+            max_texts=opts.get("max_texts", 256),
+            encode_batch_size=opts.get("encode_batch_size", 64),
+            torch_threads=opts.get("torch_threads"),
         )
         self.engine.load()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._batched.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
-        self._batched.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
+        self._batched.set_batch_wait_timeout_s(
+            float(user_config.get("batch_wait_timeout_s", 0.005))
+        )
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         p = request["parameters"]
         prepared = await asyncio.to_thread(
-            self.engine.prepare, request["texts"], normalize=p.get("normalize", True),
-            input_type=p.get("input_type"), truncate=p.get("truncate", False), single=request["single"])
+            self.engine.prepare,
+            request["texts"],
+            normalize=p.get("normalize", True),
+            input_type=p.get("input_type"),
+            truncate=p.get("truncate", False),
+            single=request["single"],
+        )
         return await self._batched(prepared)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)

@@ -2,6 +2,7 @@
 bytes (the ingress fetched it through the safe media fetcher); decoding and transcription run in
 worker threads so the replica's event loop keeps accepting requests. Long audio goes through
 faster-whisper's BatchedInferencePipeline (engine option `batched_threshold_s`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,12 +29,18 @@ class TranscriptionDeployment:
         self.max_audio_s = float(opts.get("max_audio_s", 4 * 3600))
         path = resolve_model_path(spec["model_path"], spec["cache_dir"])
         if opts.get("prepare_packaged") and not (Path(path) / "model.bin").is_file():
-            prepare_packaged_whisper(Path(spec["cache_dir"]))  # a node where `make setup` did not run
+            prepare_packaged_whisper(
+                Path(spec["cache_dir"])
+            )  # a node where `make setup` did not run
         self.engine = WhisperEngine(
-            path, served_model=spec["served_model"],
-            device=opts.get("device", "cpu"), compute_type=opts.get("compute_type", "int8"),
-            cpu_threads=int(opts.get("cpu_threads", 0)), batch_size=int(opts.get("batch_size", 8)),
-            batched_threshold_s=float(opts.get("batched_threshold_s", 60.0)), mode=opts.get("mode", "auto"),
+            path,
+            served_model=spec["served_model"],
+            device=opts.get("device", "cpu"),
+            compute_type=opts.get("compute_type", "int8"),
+            cpu_threads=int(opts.get("cpu_threads", 0)),
+            batch_size=int(opts.get("batch_size", 8)),
+            batched_threshold_s=float(opts.get("batched_threshold_s", 60.0)),
+            mode=opts.get("mode", "auto"),
         )
         self.engine.load()
 
@@ -41,7 +48,13 @@ class TranscriptionDeployment:
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         params = parse_transcription_params(request["parameters"])
         self.engine.check_params(params)
-        audio = await asyncio.to_thread(decode_audio, request["audio"], max_duration_s=self.max_audio_s)
+        audio = await asyncio.to_thread(
+            decode_audio, request["audio"], max_duration_s=self.max_audio_s
+        )
         data = await asyncio.to_thread(self.engine.transcribe, audio, params)
-        return {"data": data, "model": self.engine.served_model, "tokens_used": None,
-                "usage": {"audio_seconds": data["duration"]}}
+        return {
+            "data": data,
+            "model": self.engine.served_model,
+            "tokens_used": None,
+            "usage": {"audio_seconds": data["duration"]},
+        }

@@ -7,6 +7,7 @@ with `InvalidRequest`, and refuses audio longer than a cap without decoding all 
 container's declared duration is checked first, and decoding stops once past the cap (a small
 file can declare nothing and still decode to hours).
 """
+
 from __future__ import annotations
 
 import gc
@@ -33,7 +34,9 @@ def _declared_duration(container, stream) -> float | None:
     return max(candidates) if candidates else None
 
 
-def decode_audio(data: bytes, *, sampling_rate: int = 16000, max_duration_s: float = 4 * 3600) -> np.ndarray:
+def decode_audio(
+    data: bytes, *, sampling_rate: int = 16000, max_duration_s: float = 4 * 3600
+) -> np.ndarray:
     """Decode an audio file's bytes to a mono float32 array at `sampling_rate`.
 
     Raises InvalidRequest for bytes that are not audio (garbage, text, a container without an
@@ -56,7 +59,9 @@ def decode_audio(data: bytes, *, sampling_rate: int = 16000, max_duration_s: flo
         declared = _declared_duration(container, stream)
         if declared is not None and declared > max_duration_s:
             raise too_long("audio", max_duration_s)
-        resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=sampling_rate)
+        resampler = av.audio.resampler.AudioResampler(
+            format="s16", layout="mono", rate=sampling_rate
+        )
         try:
             for frame in itertools.chain(_frames(container, stream), [None]):
                 for out in resampler.resample(frame):
@@ -77,7 +82,9 @@ def decode_audio(data: bytes, *, sampling_rate: int = 16000, max_duration_s: flo
     finally:
         container.close()
     if total == 0:
-        raise InvalidRequest("The audio holds no samples (zero length); send a file with sound in it.")
+        raise InvalidRequest(
+            "The audio holds no samples (zero length); send a file with sound in it."
+        )
     audio = np.concatenate(chunks).astype(np.float32) / 32768.0
     return audio
 

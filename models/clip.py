@@ -15,6 +15,7 @@ Vectors: `embed_texts` / `embed_images` return raw float32 rows (the model's own
 `normalize` L2-normalises rows. `embed_video` samples one frame per interval, encodes frames in
 batches as they are decoded (memory bounded by batch_size), and pools the segments.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,18 @@ def register_model_config(config_path: str | os.PathLike) -> str:
         raise FileNotFoundError(f"open_clip model config not found: {path}")
     cfg = json.loads(path.read_text())
     if not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
-        raise ValueError(f"{path} is not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)")
+        raise ValueError(
+            f"{path} is not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)"
+        )
     if str(path) not in _registered:
         open_clip.add_model_config(path)
         _registered.add(str(path))
     return path.stem
 
 
-def build_test_model(folder: Path, *, name: str = "rawinfer-test-clip", seed: int = 0) -> tuple[str, Path]:
+def build_test_model(
+    folder: Path, *, name: str = "rawinfer-test-clip", seed: int = 0
+) -> tuple[str, Path]:
     """Write a tiny CLIP's config (`folder/<name>.json`) and random weights (`folder/weights.pt`,
     fixed seed), register the config here, and return (model_name, weights_path). Another process
     registers it with `register_model_config(folder / f"{name}.json")` (or ClipEngine's
@@ -83,9 +88,17 @@ def normalize(rows: np.ndarray) -> np.ndarray:
 
 
 class ClipEngine:
-    def __init__(self, model_name: str, weights_path: str | None, *, served_model: str, device: str = "cpu",
-                 batch_size: int = 32, torch_threads: int | None = None,
-                 model_config_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        model_name: str,
+        weights_path: str | None,
+        *,
+        served_model: str,
+        device: str = "cpu",
+        batch_size: int = 32,
+        torch_threads: int | None = None,
+        model_config_path: str | os.PathLike | None = None,
+    ):
         self.model_name = model_name
         # absolute: open_clip checks pretrained *tags* before files, and "openai" is both a tag
         # and a possible relative file name
@@ -109,20 +122,26 @@ class ClipEngine:
         if self.model_config_path is not None:
             registered = register_model_config(self.model_config_path)
             if registered != self.model_name:
-                raise ValueError(f"model config {self.model_config_path} defines {registered!r}, "
-                                 f"not {self.model_name!r}")
+                raise ValueError(
+                    f"model config {self.model_config_path} defines {registered!r}, "
+                    f"not {self.model_name!r}"
+                )
         if self.model_name.startswith("hf-hub:"):
-            raise ValueError("hf-hub: model names download; give a built-in or registered model name "
-                             "and a local weights file, or a local-dir: folder")
+            raise ValueError(
+                "hf-hub: model names download; give a built-in or registered model name "
+                "and a local weights file, or a local-dir: folder"
+            )
         if self.model_name.startswith("local-dir:"):
             pass  # open_clip reads the config and weights from the folder (weights_path is ignored)
         elif self.weights_path is not None and not os.path.isfile(self.weights_path):
             # open_clip would treat a non-file as a pretrained tag and download it.
-            raise FileNotFoundError(f"CLIP weights file not found: {self.weights_path} (a local file is "
-                                    "required; pretrained tags are not downloaded)")
+            raise FileNotFoundError(
+                f"CLIP weights file not found: {self.weights_path} (a local file is "
+                "required; pretrained tags are not downloaded)"
+            )
         model, _, preprocess = open_clip.create_model_and_transforms(
-            self.model_name, pretrained=self.weights_path, device=self.device,
-            pretrained_text=False)  # never fetch a text tower's base weights from the hub
+            self.model_name, pretrained=self.weights_path, device=self.device, pretrained_text=False
+        )  # never fetch a text tower's base weights from the hub
         model.eval()
         self.model = model
         self._preprocess = preprocess
@@ -147,9 +166,13 @@ class ClipEngine:
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
-                tokens = self.tokenizer(texts[i:i + self.batch_size]).to(self.device)
+                tokens = self.tokenizer(texts[i : i + self.batch_size]).to(self.device)
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dimensions or 0), np.float32)
+        return (
+            np.concatenate(out).astype(np.float32)
+            if out
+            else np.zeros((0, self.dimensions or 0), np.float32)
+        )
 
     # ---------------------------------------------------------------- images
 
@@ -165,18 +188,33 @@ class ClipEngine:
 
         use_torch_threads(self.torch_threads)  # this may be a worker thread (models/threads.py)
         with torch.inference_mode():
-            return self.model.encode_image(pixels.to(self.device)).float().cpu().numpy().astype(np.float32)
+            return (
+                self.model.encode_image(pixels.to(self.device))
+                .float()
+                .cpu()
+                .numpy()
+                .astype(np.float32)
+            )
 
     def embed_images(self, images: list) -> np.ndarray:
         """Raw float32 image embeddings, one row per image, encoded batch_size at a time."""
-        out = [self.encode_batch(self.preprocess(images[i:i + self.batch_size]))
-               for i in range(0, len(images), self.batch_size)]
+        out = [
+            self.encode_batch(self.preprocess(images[i : i + self.batch_size]))
+            for i in range(0, len(images), self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.dimensions or 0), np.float32)
 
     # ---------------------------------------------------------------- video
 
-    def embed_video(self, data: bytes, *, interval_sec: float, max_frames: int, normalize: bool = True,
-                    max_duration_s: float = 4 * 3600) -> dict[str, Any]:
+    def embed_video(
+        self,
+        data: bytes,
+        *,
+        interval_sec: float,
+        max_frames: int,
+        normalize: bool = True,
+        max_duration_s: float = 4 * 3600,
+    ) -> dict[str, Any]:
         """The contract's video data: one segment per sampled frame, and a pooled vector.
 
         Frames are decoded and preprocessed in a thread one batch ahead of the encoder (the
@@ -191,9 +229,13 @@ class ClipEngine:
         times: list[tuple[float, float]] = []
         rows: list[np.ndarray] = []
         pending: list = []
-        frames = iter_video_frames(data, interval_sec=interval_sec, max_frames=max_frames, max_duration_s=max_duration_s)
+        frames = iter_video_frames(
+            data, interval_sec=interval_sec, max_frames=max_frames, max_duration_s=max_duration_s
+        )
         # decoding and preprocessing run one batch ahead of the encoder, in a thread
-        for start, end, pixels in read_ahead(frames, self.batch_size, lambda f: (f[0], f[1], self._preprocess(f[2]))):
+        for start, end, pixels in read_ahead(
+            frames, self.batch_size, lambda f: (f[0], f[1], self._preprocess(f[2]))
+        ):
             times.append((float(start), float(end)))
             pending.append(pixels)
             if len(pending) >= self.batch_size:
@@ -202,7 +244,9 @@ class ClipEngine:
         if pending:
             rows.append(self.encode_batch(torch.stack(pending)))
         if not times:
-            raise InvalidRequest("The video gave no frames to embed; send a longer video or a smaller interval_sec.")
+            raise InvalidRequest(
+                "The video gave no frames to embed; send a longer video or a smaller interval_sec."
+            )
         segments = np.concatenate(rows)
         if normalize:
             segments = self.normalize(segments)
@@ -212,6 +256,8 @@ class ClipEngine:
         return {
             "embedding": pooled,
             "dimensions": int(segments.shape[1]),
-            "segments": [{"start": round(s, 6), "end": round(e, 6), "embedding": row}
-                         for (s, e), row in zip(times, segments)],
+            "segments": [
+                {"start": round(s, 6), "end": round(e, 6), "embedding": row}
+                for (s, e), row in zip(times, segments)
+            ],
         }

@@ -1,4 +1,5 @@
 """Small helpers the engines share: file checksums and media-length refusals."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,5 +27,7 @@ def fmt_duration(seconds: float) -> str:
 
 def too_long(kind: str, max_duration_s: float) -> InvalidRequest:
     """The refusal of media (`kind`: audio, video) longer than the configured limit."""
-    return InvalidRequest(f"The {kind} is longer than the {fmt_duration(max_duration_s)} limit; send a shorter clip.",
-                          {"max_duration_s": max_duration_s})
+    return InvalidRequest(
+        f"The {kind} is longer than the {fmt_duration(max_duration_s)} limit; send a shorter clip.",
+        {"max_duration_s": max_duration_s},
+    )

@@ -8,6 +8,7 @@
 - Animated images (GIF, APNG, WebP, MPO...) give their first frame.
 - Empty, truncated or corrupt bytes and anything that is not an image: InvalidRequest.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,10 @@ import warnings
 
 from rawinfer.contract.errors import InvalidRequest
 
-_UNDECODABLE = ("The image could not be decoded; send a complete image file "
-                "(JPEG, PNG, WebP, GIF, BMP, TIFF...).")
+_UNDECODABLE = (
+    "The image could not be decoded; send a complete image file "
+    "(JPEG, PNG, WebP, GIF, BMP, TIFF...)."
+)
 # Ghostscript runs as a subprocess on EPS: never for client bytes.
 _REFUSED_FORMATS = frozenset({"EPS"})
 _ORIENTATION = 0x0112  # EXIF tag
@@ -62,7 +65,9 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000):
             img = Image.open(io.BytesIO(data), formats=_allowed_formats())  # header only
             width, height = img.size
             if width <= 0 or height <= 0:
-                raise InvalidRequest(f"The image has no pixels ({width}x{height}); send a non-empty image.")
+                raise InvalidRequest(
+                    f"The image has no pixels ({width}x{height}); send a non-empty image."
+                )
             if width * height > max_pixels:
                 raise _too_large(width, height, max_pixels)
             # Animated images open on frame 0: load() decodes that frame only.
@@ -78,8 +83,19 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000):
         raise InvalidRequest(
             "The data is not an image format the server reads; send JPEG, PNG, WebP, GIF, BMP or TIFF.",
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError,
-            AttributeError, ZeroDivisionError, struct.error, MemoryError):
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ZeroDivisionError,
+        struct.error,
+        MemoryError,
+    ):
         # Pillow's plugins signal truncated/corrupt data with a wide range of exceptions.
         raise InvalidRequest(_UNDECODABLE) from None
     oriented = img
@@ -96,4 +112,3 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000):
         oriented.close()
     img.close()
     return rgb
-

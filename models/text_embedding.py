@@ -4,6 +4,7 @@
 `encode()` runs one forward pass over texts from any number of requests (the deployment batches
 concurrent requests into one call); `finish()` turns a request's rows into the contract's data.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,9 +31,18 @@ class Prepared:
 
 
 class TextEmbeddingEngine:
-    def __init__(self, model_path: str, *, served_model: str, device: str = "cpu", e5_prefixes: bool = False,
-                 max_texts: int = 256, encode_batch_size: int = 64, max_seq_length: int | None = None,
-                 torch_threads: int | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        served_model: str,
+        device: str = "cpu",
+        e5_prefixes: bool = False,
+        max_texts: int = 256,
+        encode_batch_size: int = 64,
+        max_seq_length: int | None = None,
+        torch_threads: int | None = None,
+    ):
         self.model_path = model_path
         self.served_model = served_model
         self.device = device
@@ -58,17 +68,28 @@ class TextEmbeddingEngine:
         # one call at a time (the model's tokenizer is used by encode only)
         self.tokenizer = copy.deepcopy(self.model.tokenizer)
         self.max_tokens = int(self.model.max_seq_length)
-        self.dimensions = int(self.model.get_embedding_dimension()
-                              if hasattr(self.model, "get_embedding_dimension")
-                              else self.model.get_sentence_embedding_dimension())
+        self.dimensions = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
 
-    def prepare(self, texts: list[str], *, normalize: bool = True, input_type: str | None = None,
-                truncate: bool = False, single: bool = False) -> Prepared:
+    def prepare(
+        self,
+        texts: list[str],
+        *,
+        normalize: bool = True,
+        input_type: str | None = None,
+        truncate: bool = False,
+        single: bool = False,
+    ) -> Prepared:
         if not texts:
             raise InvalidRequest("no texts to embed")
         if len(texts) > self.max_texts:
-            raise InvalidRequest(f"too many texts: {len(texts)}; send at most {self.max_texts} per request",
-                                 {"max_texts": self.max_texts})
+            raise InvalidRequest(
+                f"too many texts: {len(texts)}; send at most {self.max_texts} per request",
+                {"max_texts": self.max_texts},
+            )
         if self.e5_prefixes and input_type is not None:
             texts = [E5_PREFIX[input_type] + t for t in texts]
         with self._count_lock:
@@ -89,8 +110,13 @@ class TextEmbeddingEngine:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Raw (unnormalised) float32 embeddings, one row per text."""
         use_torch_threads(self.torch_threads)  # this may be a worker thread (models/threads.py)
-        return self.model.encode(texts, batch_size=self.encode_batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=False, show_progress_bar=False).astype(np.float32)
+        return self.model.encode(
+            texts,
+            batch_size=self.encode_batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        ).astype(np.float32)
 
     def finish(self, prepared: Prepared, rows: np.ndarray) -> dict[str, Any]:
         if prepared.normalize:
@@ -101,8 +127,11 @@ class TextEmbeddingEngine:
             data["embedding"] = rows[0]
         else:
             data["embeddings"] = rows
-        return {"data": data, "model": self.served_model,
-                "tokens_used": {"prompt": prepared.tokens, "completion": 0, "total": prepared.tokens}}
+        return {
+            "data": data,
+            "model": self.served_model,
+            "tokens_used": {"prompt": prepared.tokens, "completion": 0, "total": prepared.tokens},
+        }
 
     def embed(self, texts: list[str], **params: Any) -> dict[str, Any]:
         """One request, unbatched (tests, the batch job)."""

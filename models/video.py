@@ -16,6 +16,7 @@ container's, else the last frame's time plus one frame (the spacing of the frame
 
 Displays rotated by the container's display matrix (phone videos) are applied, as ffmpeg does.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,7 +34,9 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def read_ahead(items: Iterable[T], depth: int, transform: Callable[[T], object] = lambda x: x) -> Iterator:
+def read_ahead(
+    items: Iterable[T], depth: int, transform: Callable[[T], object] = lambda x: x
+) -> Iterator:
     """`transform(item)` for each item, produced by a worker thread that runs up to `depth` items
     ahead of the consumer. PyAV decoding and PIL preprocessing release the GIL, so a video's
     frames are decoded while the model encodes the previous batch; the bounded queue keeps
@@ -84,7 +87,9 @@ def read_ahead(items: Iterable[T], depth: int, transform: Callable[[T], object] 
 # Frame times are fractions made floats, boundaries multiples of a float interval: a frame at
 # 0.3 s must land in segment 3 of 0.1 s even though 0.3 / 0.1 < 3 in floating point.
 _EPS = 1e-6
-_UNDECODABLE = "The video could not be decoded; send a common video file (mp4, webm, mov, mkv, avi)."
+_UNDECODABLE = (
+    "The video could not be decoded; send a common video file (mp4, webm, mov, mkv, avi)."
+)
 
 
 def _declared_duration(container, stream) -> float | None:
@@ -113,8 +118,13 @@ def _to_rgb(frame):
     except (AttributeError, ValueError, TypeError):
         angle = 0
     if angle in (90, 180, 270):
-        image = image.transpose({90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-                                 270: Image.Transpose.ROTATE_270}[angle])
+        image = image.transpose(
+            {
+                90: Image.Transpose.ROTATE_90,
+                180: Image.Transpose.ROTATE_180,
+                270: Image.Transpose.ROTATE_270,
+            }[angle]
+        )
     return image
 
 
@@ -129,15 +139,23 @@ def _decoded(container, stream) -> Iterator:
         yield from frames
 
 
-def iter_video_frames(data: bytes, *, interval_sec: float, max_frames: int, max_duration_s: float = 4 * 3600,
-                      max_pixels: int = 50_000_000):
+def iter_video_frames(
+    data: bytes,
+    *,
+    interval_sec: float,
+    max_frames: int,
+    max_duration_s: float = 4 * 3600,
+    max_pixels: int = 50_000_000,
+):
     """Yield `(start, end, image)` per sampled segment: seconds from the video's start and an
     RGB `PIL.Image.Image`, at most `max_frames` of them.
 
     Raises InvalidRequest (possibly after some frames were yielded) for empty or corrupt bytes, a
     file without a video stream, a video without frames, frames over `max_pixels`, and a video
     longer than `max_duration_s` (declared, or found while decoding)."""
-    if not (isinstance(interval_sec, (int, float)) and math.isfinite(interval_sec) and interval_sec > 0):
+    if not (
+        isinstance(interval_sec, (int, float)) and math.isfinite(interval_sec) and interval_sec > 0
+    ):
         raise InvalidRequest("interval_sec must be a positive number of seconds.")
     if not isinstance(max_frames, int) or max_frames < 1:
         raise InvalidRequest("max_frames must be a positive integer.")
@@ -146,16 +164,19 @@ def iter_video_frames(data: bytes, *, interval_sec: float, max_frames: int, max_
     return _iter(data, float(interval_sec), max_frames, max_duration_s, max_pixels)
 
 
-def _iter(data: bytes, interval: float, max_frames: int, max_duration_s: float,
-          max_pixels: int) -> Iterator[tuple[float, float, object]]:
+def _iter(
+    data: bytes, interval: float, max_frames: int, max_duration_s: float, max_pixels: int
+) -> Iterator[tuple[float, float, object]]:
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError, IndexError):
         raise InvalidRequest(_UNDECODABLE) from None
     try:
         if not container.streams.video:
-            raise InvalidRequest("The file has no video stream; send a video file (an image goes in "
-                                 "image_url/image_base64, audio in a transcription request).")
+            raise InvalidRequest(
+                "The file has no video stream; send a video file (an image goes in "
+                "image_url/image_base64, audio in a transcription request)."
+            )
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         declared = _declared_duration(container, stream)
@@ -165,24 +186,33 @@ def _iter(data: bytes, interval: float, max_frames: int, max_duration_s: float,
         if width * height > max_pixels:
             raise InvalidRequest(
                 f"The video's frames are too large: {width}x{height}; send a video of at most "
-                f"{max_pixels:,} pixels per frame.", {"width": width, "height": height, "max_pixels": max_pixels})
+                f"{max_pixels:,} pixels per frame.",
+                {"width": width, "height": height, "max_pixels": max_pixels},
+            )
         period = _frame_period(stream)
-        origin = (float(stream.start_time * stream.time_base)
-                  if stream.start_time is not None and stream.time_base is not None else None)
+        origin = (
+            float(stream.start_time * stream.time_base)
+            if stream.start_time is not None and stream.time_base is not None
+            else None
+        )
 
         pending: tuple[int, object] | None = None  # (segment index, image) not yet yielded
         next_boundary = 0.0
         yielded = 0
         last_rel: float | None = None
         last_t: float | None = None
-        step: float | None = None  # the spacing of the last frames seen (for the final frame's length)
+        step: float | None = (
+            None  # the spacing of the last frames seen (for the final frame's length)
+        )
         closing = False  # the last allowed segment is pending: decode on only to find its end
-        ended = True     # the stream ran out (False: stopped at the boundary after the last segment)
+        ended = True  # the stream ran out (False: stopped at the boundary after the last segment)
         for frame in _decoded(container, stream):
             if frame.width * frame.height > max_pixels:
-                raise InvalidRequest(f"The video's frames are too large: {frame.width}x{frame.height}; "
-                                     f"send a video of at most {max_pixels:,} pixels per frame.",
-                                     {"max_pixels": max_pixels})
+                raise InvalidRequest(
+                    f"The video's frames are too large: {frame.width}x{frame.height}; "
+                    f"send a video of at most {max_pixels:,} pixels per frame.",
+                    {"max_pixels": max_pixels},
+                )
             t = frame.time
             if t is None:  # no timestamp: one frame period after the previous frame
                 t = last_t + (period or 0.0) if last_t is not None else 0.0
@@ -217,8 +247,10 @@ def _iter(data: bytes, interval: float, max_frames: int, max_duration_s: float,
                     break
                 closing = True
         if last_rel is None:
-            raise InvalidRequest("The video holds no frames (zero length or undecodable); "
-                                 "send a video with at least one frame.")
+            raise InvalidRequest(
+                "The video holds no frames (zero length or undecodable); "
+                "send a video with at least one frame."
+            )
         if pending is not None:
             k, image = pending
             pending = None

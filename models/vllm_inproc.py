@@ -11,6 +11,7 @@ worker in this process) and one thread drives it: it takes queued additions and 
 its request. All engine calls happen on that thread (LLMEngine is not thread-safe). Used on CPU
 with one worker; GPUs and tensor parallelism keep AsyncLLM.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,13 +45,19 @@ class InprocEngine:
         self._cond = threading.Condition()
         self._adds: list[tuple[str, dict, Any]] = []
         self._aborts: list[Any] = []  # request ids, and (loop, future) markers of abort() calls
-        self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}  # engine key -> its caller
-        self._keys: dict[str, set[str]] = {}  # the caller's request id -> engine keys of its live calls
+        self._queues: dict[
+            str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]
+        ] = {}  # engine key -> its caller
+        self._keys: dict[
+            str, set[str]
+        ] = {}  # the caller's request id -> engine keys of its live calls
         self._serial = itertools.count()
         self._unfinished = 0
         self._stopped = False
         self.errored = False
-        self._thread = threading.Thread(target=self._run, args=(engine_args,), name="vllm-engine", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(engine_args,), name="vllm-engine", daemon=True
+        )
         self._thread.start()
         self._ready.wait()
         if self._init_error is not None:
@@ -72,7 +79,9 @@ class InprocEngine:
         try:
             from vllm.v1.engine.llm_engine import LLMEngine
 
-            self._engine = engine = LLMEngine.from_engine_args(engine_args, enable_multiprocessing=False)
+            self._engine = engine = LLMEngine.from_engine_args(
+                engine_args, enable_multiprocessing=False
+            )
         except BaseException as e:
             self._init_error = e
             return
@@ -81,7 +90,12 @@ class InprocEngine:
         try:
             while True:
                 with self._cond:
-                    while not (self._adds or self._aborts or self._stopped or engine.has_unfinished_requests()):
+                    while not (
+                        self._adds
+                        or self._aborts
+                        or self._stopped
+                        or engine.has_unfinished_requests()
+                    ):
                         self._cond.wait()
                     if self._stopped:
                         break
@@ -90,7 +104,9 @@ class InprocEngine:
                 for rid, prompt, params in adds:
                     try:
                         engine.add_request(rid, prompt, params)
-                    except Exception as e:  # the request itself is invalid (e.g. a schema vLLM refuses)
+                    except (
+                        Exception
+                    ) as e:  # the request itself is invalid (e.g. a schema vLLM refuses)
                         self._deliver(rid, e)
                 if aborts:
                     engine.abort_request([rid for rid in aborts if isinstance(rid, str)])
@@ -102,7 +118,9 @@ class InprocEngine:
                             _resolve(rid)
                 if engine.has_unfinished_requests():
                     outs = engine.step()
-                    self._unfinished = engine.get_num_unfinished_requests()  # before a caller sees its end
+                    self._unfinished = (
+                        engine.get_num_unfinished_requests()
+                    )  # before a caller sees its end
                     for out in outs:
                         self._deliver(out.request_id, out)
         except BaseException as e:  # the engine is broken: every waiting request learns it

@@ -1,12 +1,13 @@
 """The admin HTTP API under /v1/admin/..., behind an admin key: one table from (method, path
 pattern) to the plain functions in rawinfer/tenancy/admin.py, so the ingress needs a single route."""
+
 from __future__ import annotations
 
 import re
 from typing import Any, Mapping
 
-from rawinfer.tenancy import admin
 from rawinfer.contract.errors import MethodNotAllowed, NotFound
+from rawinfer.tenancy import admin
 from rawinfer.tenancy.store import Store
 from router.gateway import parse_json, validated
 
@@ -26,13 +27,22 @@ ROUTES: list[tuple[str, str, Any, Any]] = [
     ("PUT", "keys/{ref}/limits", admin.set_key_limits, admin.LimitsUpdate),
     ("POST", "keys/{ref}/revoke", admin.revoke_key, None),
 ]
-_COMPILED = [(m, re.compile("^" + p.replace("{ref}", "(?P<ref>[A-Za-z0-9_.-]+)") + "$"), fn, body)
-             for m, p, fn, body in ROUTES]
+_COMPILED = [
+    (m, re.compile("^" + p.replace("{ref}", "(?P<ref>[A-Za-z0-9_.-]+)") + "$"), fn, body)
+    for m, p, fn, body in ROUTES
+]
 LIST_FILTERS = {admin.list_namespaces, admin.list_keys}
 
 
-async def dispatch(store: Store, method: str, path: str, query: Mapping[str, str], body: bytes,
-                   max_body: int, cache: Any = None) -> tuple[int, dict[str, Any]]:
+async def dispatch(
+    store: Store,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    body: bytes,
+    max_body: int,
+    cache: Any = None,
+) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) of one admin call; the caller has checked the admin key. `cache`: the
     semantic cache deployment's call (`GET|DELETE /v1/admin/cache?namespace=`: stats, clear)."""
     path = path.strip("/")
@@ -45,7 +55,9 @@ async def dispatch(store: Store, method: str, path: str, query: Mapping[str, str
             from rawinfer.contract.errors import InvalidRequest
 
             raise InvalidRequest("give ?namespace=<id or name>")
-        return 200, await admin.usage(store, ns, query.get("from"), query.get("to"), query.get("group_by"), query.get("key"))
+        return 200, await admin.usage(
+            store, ns, query.get("from"), query.get("to"), query.get("group_by"), query.get("key")
+        )
     allowed = []
     for m, pattern, fn, model in _COMPILED:
         match = pattern.match(path)
@@ -58,7 +70,11 @@ async def dispatch(store: Store, method: str, path: str, query: Mapping[str, str
         if model is not None:
             args.append(validated(model, parse_json(body, max_body), ""))
         kwargs = {"org": query["org"]} if fn in LIST_FILTERS and query.get("org") else {}
-        return (201 if m == "POST" and not args[:-1] and model is not None else 200), await fn(store, *args, **kwargs)
+        return (201 if m == "POST" and not args[:-1] and model is not None else 200), await fn(
+            store, *args, **kwargs
+        )
     if allowed:
-        raise MethodNotAllowed(f"{method} is not allowed on /v1/admin/{path}; use {', '.join(sorted(set(allowed)))}")
+        raise MethodNotAllowed(
+            f"{method} is not allowed on /v1/admin/{path}; use {', '.join(sorted(set(allowed)))}"
+        )
     raise NotFound(f"no admin route /v1/admin/{path}")

@@ -1,5 +1,6 @@
 """The FastAPI ingress as a Ray Serve deployment: the routes, wired to the gateway
 (router/gateway.py). The app builder is router/builder.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,7 @@ from rawinfer.tenancy.store import Store
 from router import admin_routes
 from router import openai_compat as oai
 from router.errors import error_response, for_status
-from router.gateway import Gateway, parse_json, validated
+from router.gateway import Gateway, validated
 from router.handles import handle_backend
 from router.http import json_response, read_body, sse_response
 from router.logs import current_request_id, request_id_from, request_id_var, setup_logging
@@ -36,8 +37,11 @@ from router.metrics import Metrics, RequestObserver
 from router.openapi import describe
 
 log = logging.getLogger("rawinfer.ingress")
-api = FastAPI(title="rawinfer", version="0.1.0",
-              description="Raw inference: one endpoint for chat, embeddings, transcription and vision.")
+api = FastAPI(
+    title="rawinfer",
+    version="0.1.0",
+    description="Raw inference: one endpoint for chat, embeddings, transcription and vision.",
+)
 api.add_middleware(RequestObserver)
 api.openapi = lambda: describe(api)  # the document fuzzing holds the service to (router/openapi.py)
 
@@ -62,64 +66,117 @@ async def _known(request: Request, exc: RawInferError) -> Response:
 
 @api.exception_handler(RequestValidationError)
 async def _validation(request: Request, exc: RequestValidationError) -> Response:
-    return error_response(InvalidRequest("request does not match the API: " + str(exc.errors()[0].get("msg", ""))), _rid(request))
+    return error_response(
+        InvalidRequest("request does not match the API: " + str(exc.errors()[0].get("msg", ""))),
+        _rid(request),
+    )
 
 
 @api.exception_handler(StarletteHTTPException)
 async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-    messages = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
-    return error_response(for_status(exc.status_code, messages.get(exc.status_code, str(exc.detail))), _rid(request))
+    messages = {
+        404: f"no route {request.url.path}",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }
+    return error_response(
+        for_status(exc.status_code, messages.get(exc.status_code, str(exc.detail))), _rid(request)
+    )
 
 
 @api.exception_handler(SQLAlchemyError)
 async def _database(request: Request, exc: SQLAlchemyError) -> Response:
-    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):  # down, locked, pool exhausted: not the client's doing
+    if isinstance(
+        exc, (OperationalError, InterfaceError, PoolTimeout)
+    ):  # down, locked, pool exhausted: not the client's doing
         log.warning("database unavailable: %s", type(exc).__name__)
-        return error_response(Unavailable("the database is not reachable right now; retry shortly"), _rid(request))
+        return error_response(
+            Unavailable("the database is not reachable right now; retry shortly"), _rid(request)
+        )
     return await _unexpected(request, exc)
 
 
 @api.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error")
-    return error_response(for_status(500, "internal error; the request id identifies it in the server logs"), _rid(request))
+    return error_response(
+        for_status(500, "internal error; the request id identifies it in the server logs"),
+        _rid(request),
+    )
 
 
-@serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256,
-                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64})
+@serve.deployment(
+    name="ingress",
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=256,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64},
+)
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, settings: dict[str, Any], catalog: dict[str, Any], backends: dict[str, DeploymentHandle],
-                 providers_ready: dict[str, bool] | None = None, rate_limiter: DeploymentHandle | None = None,
-                 semantic_cache: DeploymentHandle | None = None):
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        catalog: dict[str, Any],
+        backends: dict[str, DeploymentHandle],
+        providers_ready: dict[str, bool] | None = None,
+        rate_limiter: DeploymentHandle | None = None,
+        semantic_cache: DeploymentHandle | None = None,
+    ):
         setup_logging()
         self.settings = Settings(**settings)
         self.store = store = Store(self.settings.database_url)
         store.create_schema()
-        self.ledger = UsageLedger.from_settings(store, self.settings.usage, self.settings.cache_dir.parent / "usage-spool")
-        limiter = (LocalLimiter.from_settings(shared_caller(rate_limiter), self.settings.limits)
-                   if rate_limiter is not None and self.settings.limits.enabled else None)
+        self.ledger = UsageLedger.from_settings(
+            store, self.settings.usage, self.settings.cache_dir.parent / "usage-spool"
+        )
+        limiter = (
+            LocalLimiter.from_settings(shared_caller(rate_limiter), self.settings.limits)
+            if rate_limiter is not None and self.settings.limits.enabled
+            else None
+        )
         metrics = Metrics()
         RequestObserver.observers = [metrics.observe, self._record_usage]
         self.app_name = serve.get_replica_context().app_name
-        callers = {name: handle_backend(name, h, metrics.replica_lost) for name, h in backends.items()}
-        self.cache_call = (handle_backend("semantic_cache", semantic_cache, metrics.replica_lost)
-                           if semantic_cache is not None else None)
-        self.gateway = Gateway(self.settings, Catalog.model_validate(catalog), callers, store, providers_ready, limiter,
-                               self.cache_call)
+        callers = {
+            name: handle_backend(name, h, metrics.replica_lost) for name, h in backends.items()
+        }
+        self.cache_call = (
+            handle_backend("semantic_cache", semantic_cache, metrics.replica_lost)
+            if semantic_cache is not None
+            else None
+        )
+        self.gateway = Gateway(
+            self.settings,
+            Catalog.model_validate(catalog),
+            callers,
+            store,
+            providers_ready,
+            limiter,
+            self.cache_call,
+        )
 
     def _record_usage(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
         """Every authenticated request goes to the usage ledger (off the request path)."""
         if "key_id" not in state:
             return
         tokens = state.get("tokens") or {}
-        self.ledger.record(usage_row(
-            request_id=current_request_id(), org_id=state.get("org_id"), key_id=state["key_id"],
-            namespace_id=state.get("namespace"), target=state.get("target"), backend=state.get("backend"),
-            task=state.get("task"), status=status, prompt_tokens=tokens.get("prompt", 0),
-            completion_tokens=tokens.get("completion", 0), audio_seconds=state.get("audio_seconds", 0.0),
-            media_bytes=state.get("media_bytes", 0), cache_hit=bool(state.get("cache_hit", False)),
-            latency_ms=round(seconds * 1000, 3)))
+        self.ledger.record(
+            usage_row(
+                request_id=current_request_id(),
+                org_id=state.get("org_id"),
+                key_id=state["key_id"],
+                namespace_id=state.get("namespace"),
+                target=state.get("target"),
+                backend=state.get("backend"),
+                task=state.get("task"),
+                status=status,
+                prompt_tokens=tokens.get("prompt", 0),
+                completion_tokens=tokens.get("completion", 0),
+                audio_seconds=state.get("audio_seconds", 0.0),
+                media_bytes=state.get("media_bytes", 0),
+                cache_hit=bool(state.get("cache_hit", False)),
+                latency_ms=round(seconds * 1000, 3),
+            )
+        )
 
     async def __del__(self):
         """Serve's graceful shutdown: flush the usage ledger, hand leased rate units back."""
@@ -138,9 +195,16 @@ class Ingress:
         """200 when every deployment of the app is healthy; 503 naming those that are not."""
         status = await asyncio.to_thread(serve.status)
         app = status.applications.get(self.app_name)
-        deployments = {name: str(getattr(d.status, "value", d.status)) for name, d in (app.deployments if app else {}).items()}
+        deployments = {
+            name: str(getattr(d.status, "value", d.status))
+            for name, d in (app.deployments if app else {}).items()
+        }
         not_ready = sorted(n for n, s in deployments.items() if s != "HEALTHY")
-        body = {"ready": bool(deployments) and not not_ready, "deployments": deployments, "not_ready": not_ready}
+        body = {
+            "ready": bool(deployments) and not not_ready,
+            "deployments": deployments,
+            "not_ready": not_ready,
+        }
         return json_response(body, 200 if body["ready"] else 503)
 
     @api.post("/v1/inference")
@@ -148,9 +212,13 @@ class Ingress:
         t0 = time.perf_counter()
         rid = _rid(request)
         body = await read_body(request, self.settings.max_body_bytes)
-        key, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        key, ns = await self.gateway.auth(
+            request.headers.get("authorization"), request.headers.get("x-namespace")
+        )
         _state(request).update(key_id=key.id, org_id=key.org_id, namespace=ns.id)
-        req = validated(InferenceRequest, parsejson_response(body, self.settings.max_body_bytes), "")
+        req = validated(
+            InferenceRequest, parse_json(body, self.settings.max_body_bytes), ""
+        )
         prepared = await self.gateway.prepare(req, key, ns, _state(request))
         if prepared.stream:
             return await sse_response(self.gateway.stream(prepared), t0, rid)
@@ -164,13 +232,17 @@ class Ingress:
     @oai.openai_errors
     async def chat_completions(self, request: Request) -> Response:
         _rid(request)
-        return await oai.chat_completions(self.gateway, request, await read_body(request, self.settings.max_body_bytes))
+        return await oai.chat_completions(
+            self.gateway, request, await read_body(request, self.settings.max_body_bytes)
+        )
 
     @api.post("/v1/embeddings")
     @oai.openai_errors
     async def embeddings(self, request: Request) -> Response:
         _rid(request)
-        return await oai.embeddings(self.gateway, request, await read_body(request, self.settings.max_body_bytes))
+        return await oai.embeddings(
+            self.gateway, request, await read_body(request, self.settings.max_body_bytes)
+        )
 
     @api.post("/v1/audio/transcriptions")
     @oai.openai_errors
@@ -188,7 +260,9 @@ class Ingress:
     async def usage(self, request: Request) -> Response:
         """The caller's namespace's usage: `?from=&to=&group_by=key|target|task|status|day`."""
         rid = _rid(request)
-        _, ns = await self.gateway.auth(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        _, ns = await self.gateway.auth(
+            request.headers.get("authorization"), request.headers.get("x-namespace")
+        )
         q = request.query_params
         out = await admin.usage(self.store, ns.id, q.get("from"), q.get("to"), q.get("group_by"))
         return json_response({**out, "request_id": rid})
@@ -198,16 +272,22 @@ class Ingress:
         """Organisations, namespaces, keys, limits and usage; admin keys only."""
         rid = _rid(request)
         admin.require_admin(await self.gateway.auth.key(request.headers.get("authorization")))
-        status, out = await admin_routes.dispatch(self.store, request.method, path, request.query_params,
-                                                  await read_body(request, self.settings.max_body_bytes),
-                                                  self.settings.max_body_bytes, cache=self.cache_call)
+        status, out = await admin_routes.dispatch(
+            self.store,
+            request.method,
+            path,
+            request.query_params,
+            await read_body(request, self.settings.max_body_bytes),
+            self.settings.max_body_bytes,
+            cache=self.cache_call,
+        )
         return json_response({**out, "request_id": rid}, status)
 
     @api.get("/v1/inference/models")
     async def models(self, request: Request) -> Response:
         rid = _rid(request)
-        out = await self.gateway.list_models(request.headers.get("authorization"), request.headers.get("x-namespace"))
+        out = await self.gateway.list_models(
+            request.headers.get("authorization"), request.headers.get("x-namespace")
+        )
         out["request_id"] = rid
         return json_response(out)
-
-

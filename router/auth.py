@@ -3,6 +3,7 @@
 Lookups hit the database through `Store` in a worker thread and are cached for
 `auth_cache_ttl_s` seconds, so a revoked key stops working on every replica within that time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,8 +12,21 @@ from typing import Callable, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from rawinfer.contract.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable
-from rawinfer.tenancy.store import NAMESPACE_ID_RE, NAMESPACE_NAME_RE, KeyInfo, NamespaceInfo, Store, hash_key
+from rawinfer.contract.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from rawinfer.tenancy.store import (
+    NAMESPACE_ID_RE,
+    NAMESPACE_NAME_RE,
+    KeyInfo,
+    NamespaceInfo,
+    Store,
+    hash_key,
+)
 
 T = TypeVar("T")
 
@@ -29,7 +43,9 @@ class TTLCache(Generic[T]):
             return hit[1]
         try:
             value = await asyncio.to_thread(load)
-        except SQLAlchemyError:  # database down or locked: the client may retry, it is not its fault
+        except (
+            SQLAlchemyError
+        ):  # database down or locked: the client may retry, it is not its fault
             raise Unavailable("the key store is not reachable right now; retry shortly") from None
         if len(self._data) >= self.max_entries:
             self._data.clear()
@@ -51,8 +67,10 @@ def namespace_ref(header: str | None) -> str:
         raise InvalidRequest("missing X-Namespace header: send a namespace id (ns_...) or name")
     ref = header.strip()
     if not (NAMESPACE_ID_RE.match(ref) or NAMESPACE_NAME_RE.match(ref)):
-        raise InvalidRequest("X-Namespace is not a namespace id (ns_ followed by 12+ letters or digits) "
-                             "or name (lowercase letters, digits and '-')")
+        raise InvalidRequest(
+            "X-Namespace is not a namespace id (ns_ followed by 12+ letters or digits) "
+            "or name (lowercase letters, digits and '-')"
+        )
     return ref
 
 
@@ -70,10 +88,17 @@ class Authenticator:
             raise Unauthenticated("invalid API key: it is unknown, revoked or expired")
         return key
 
-    async def namespace(self, key: KeyInfo, header: str | None, *, key_default: bool = False) -> NamespaceInfo:
+    async def namespace(
+        self, key: KeyInfo, header: str | None, *, key_default: bool = False
+    ) -> NamespaceInfo:
         """The namespace named by X-Namespace; with `key_default` (OpenAI-compatible routes, for
         clients that cannot set headers) a key limited to one namespace defaults to it."""
-        if key_default and (header is None or not header.strip()) and key.namespaces and len(key.namespaces) == 1:
+        if (
+            key_default
+            and (header is None or not header.strip())
+            and key.namespaces
+            and len(key.namespaces) == 1
+        ):
             header = key.namespaces[0]
         ref = namespace_ref(header)
         ns = await self._namespaces.get(ref, lambda: self.store.find_namespace(ref))
@@ -83,7 +108,8 @@ class Authenticator:
             raise Forbidden(f"this API key may not use namespace {ref!r}")
         return ns
 
-    async def __call__(self, authorization: str | None, namespace: str | None, *,
-                       key_default: bool = False) -> tuple[KeyInfo, NamespaceInfo]:
+    async def __call__(
+        self, authorization: str | None, namespace: str | None, *, key_default: bool = False
+    ) -> tuple[KeyInfo, NamespaceInfo]:
         key = await self.key(authorization)
         return key, await self.namespace(key, namespace, key_default=key_default)

@@ -3,6 +3,7 @@
 `build_app(args)` reads Settings once (args override the environment), loads the catalog, binds
 one deployment per configured backend (deployments.REGISTRY picks the class) and the ingress
 with handles to them. Everything the replicas receive is plain data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,6 @@ from router.app import Ingress
 def build_app(args: dict[str, Any] | None = None):
     """Serve's app builder (`import_path: router.builder:build_app`; `args:` in serve_config.yaml)."""
     from deployments import REGISTRY
-
     from deployments.limiter import RateLimiterDeployment
     from models.providers import ADAPTERS
 
@@ -31,17 +31,34 @@ def build_app(args: dict[str, Any] | None = None):
     for name, spec in catalog.backends.items():
         if spec.configured:
             data = spec.model_dump(mode="json") | {"cache_dir": str(settings.cache_dir)}
-            if spec.engine == "plugin":  # plugins embed through the service's text-embedding deployment
-                backends[name] = REGISTRY[spec.engine].options(name=name, **deployment_options(spec)).bind(
-                    data, backends.get(settings.plugins_embedding_backend))
+            if (
+                spec.engine == "plugin"
+            ):  # plugins embed through the service's text-embedding deployment
+                backends[name] = (
+                    REGISTRY[spec.engine]
+                    .options(name=name, **deployment_options(spec))
+                    .bind(data, backends.get(settings.plugins_embedding_backend))
+                )
             else:
                 backends[name] = REGISTRY[spec.engine].options(name=name).bind(data)
     # which cloud providers have credentials (the keys themselves stay in each provider replica)
-    ready = {name: cls.settings_model.model_validate(settings.providers.get(name, {})).key() is not None
-             for name, cls in ADAPTERS.items()}
-    limiter = RateLimiterDeployment.bind({"window_s": settings.limits.window_s}) if settings.limits.enabled else None
-    return Ingress.bind(settings.model_dump(mode="json", exclude={"providers"}), catalog.model_dump(mode="json"),
-                        backends, ready, limiter, semantic_cache_deployment(settings, backends))
+    ready = {
+        name: cls.settings_model.model_validate(settings.providers.get(name, {})).key() is not None
+        for name, cls in ADAPTERS.items()
+    }
+    limiter = (
+        RateLimiterDeployment.bind({"window_s": settings.limits.window_s})
+        if settings.limits.enabled
+        else None
+    )
+    return Ingress.bind(
+        settings.model_dump(mode="json", exclude={"providers"}),
+        catalog.model_dump(mode="json"),
+        backends,
+        ready,
+        limiter,
+        semantic_cache_deployment(settings, backends),
+    )
 
 
 def semantic_cache_deployment(settings: Settings, backends: dict[str, Any]):
@@ -52,4 +69,6 @@ def semantic_cache_deployment(settings: Settings, backends: dict[str, Any]):
     if not s.enabled or s.embedding_backend not in backends:
         return None
     path = s.snapshot_path or settings.cache_dir / "semantic-cache.npz"
-    return SemanticCacheDeployment.bind({"settings": s.model_dump(mode="json"), "snapshot_path": str(path)})
+    return SemanticCacheDeployment.bind(
+        {"settings": s.model_dump(mode="json"), "snapshot_path": str(path)}
+    )

@@ -1,5 +1,6 @@
 """The contract's error body and response, from the one status table (rawinfer.contract.errors).
 Anything else that escapes is a 500 with a generic message: the trace goes to the log only."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,15 +9,24 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from rawinfer.contract.errors import (
+    STATUS,
+    InferenceFailed,
+    InvalidRequest,
+    RateLimited,
+    RawInferError,
+    status_of,
+)  # noqa: F401
 from rawinfer.tenancy.limits import denial_headers
-from rawinfer.contract.errors import STATUS, InferenceFailed, InvalidRequest, RateLimited, RawInferError, status_of  # noqa: F401
 
 _BY_STATUS = {status: (cls, name) for cls, (status, name, _) in STATUS.items()}
 
 
 def for_status(status: int, message: str) -> RawInferError:
     """The exception for a status that a framework produced (e.g. Starlette's 404/405)."""
-    cls, _ = _BY_STATUS.get(status, (InvalidRequest if 400 <= status < 500 else InferenceFailed, ""))
+    cls, _ = _BY_STATUS.get(
+        status, (InvalidRequest if 400 <= status < 500 else InferenceFailed, "")
+    )
     return cls(message)
 
 
@@ -33,8 +43,12 @@ def error_body(exc: RawInferError, request_id: str) -> tuple[int, dict[str, Any]
 def error_response(exc: RawInferError, request_id: str) -> Response:
     status, body = error_body(exc, request_id)
     # Serve's proxy echoes X-Request-Id on every response; the body carries it too.
-    return Response(orjson.dumps(body, default=str), status_code=status, headers=error_headers(exc),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(body, default=str),
+        status_code=status,
+        headers=error_headers(exc),
+        media_type="application/json",
+    )
 
 
 def error_headers(exc: RawInferError) -> dict[str, str]:

@@ -4,6 +4,7 @@ auth -> parse -> validate -> resolve -> task -> payload -> backend call (with de
 Backends are async callables taking and returning plain data (router/app.py wraps Serve handles
 into them). Raises rawinfer.errors classes; router/errors.py turns them into statuses.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,19 +16,27 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from rawinfer.cache.client import CachePlan, SemanticCacheClient
+from rawinfer.contract import InferenceRequest, Task, detect_task
+from rawinfer.contract.errors import (
+    DeadlineExceeded,
+    Forbidden,
+    InvalidRequest,
+    PayloadTooLarge,
+    Unavailable,
+    from_wire,
+    is_wire_error,
+)
 from rawinfer.core.catalog import Catalog
-from rawinfer.contract.errors import DeadlineExceeded, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, from_wire, is_wire_error
-from router.media import MediaFetcher
 from rawinfer.core.settings import Settings
 from rawinfer.tenancy.limits import LocalLimiter, subjects_for
 from rawinfer.tenancy.store import KeyInfo, NamespaceInfo, Store
+from router import plugins
 from router.auth import Authenticator
-from rawinfer.contract import InferenceRequest, Task, detect_task
 from router.errors import invalid
 from router.logs import request_id_var
+from router.media import MediaFetcher
 from router.resolution import Addressing, CatalogIndex, Target, resolve
-from rawinfer.cache.client import CachePlan, SemanticCacheClient
-from router import plugins
 from router.tasks import TASKS, plugin_task, provider_payload
 
 log = logging.getLogger("rawinfer.ingress")
@@ -44,7 +53,9 @@ class Prepared:
     namespace: NamespaceInfo
     state: dict[str, Any]  # the request's state (metrics and logs read target, namespace, tokens)
     admission: Any = None  # the rate limiter's admission, settled with the real tokens
-    cache: CachePlan | None = None  # the semantic cache's plan (rawinfer/cache/client.py); None: uncached
+    cache: CachePlan | None = (
+        None  # the semantic cache's plan (rawinfer/cache/client.py); None: uncached
+    )
 
 
 def parse_json(body: bytes, max_bytes: int) -> Any:
@@ -70,9 +81,16 @@ def validated(model: type[BaseModel], obj: Any, where: str) -> Any:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, catalog: Catalog, backends: Mapping[str, Backend], store: Store,
-                 providers_ready: Mapping[str, bool] | None = None, limiter: LocalLimiter | None = None,
-                 semantic_cache: Backend | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        backends: Mapping[str, Backend],
+        store: Store,
+        providers_ready: Mapping[str, bool] | None = None,
+        limiter: LocalLimiter | None = None,
+        semantic_cache: Backend | None = None,
+    ):
         self.settings = settings
         self.index = CatalogIndex(catalog)
         self.backends = backends
@@ -85,41 +103,60 @@ class Gateway:
     def _refuse_unready(self, target: Target) -> None:
         if not target.configured:
             note = self.index.catalog.backends[target.backend].note
-            raise InvalidRequest(f"{target.address} is not configured on this server"
-                                 + (f": {note}" if note else ""), {"backend": target.backend})
+            raise InvalidRequest(
+                f"{target.address} is not configured on this server"
+                + (f": {note}" if note else ""),
+                {"backend": target.backend},
+            )
         if target.engine == "provider" and not self.providers_ready.get(target.provider, False):
-            raise InvalidRequest(f"the {target.provider} provider has no credentials on this server, so "
-                                 f"{target.address} cannot be used; ask the operator to configure it",
-                                 {"provider": target.provider})
+            raise InvalidRequest(
+                f"the {target.provider} provider has no credentials on this server, so "
+                f"{target.address} cannot be used; ask the operator to configure it",
+                {"provider": target.provider},
+            )
 
     def _call_meta(self) -> dict[str, Any]:
         """What every backend call carries besides its task payload: the deadline engines enforce
         themselves (aborting their work) and a unique id for engine-side request tracking."""
-        return {"timeout_s": self.settings.request_timeout_s,
-                "request_id": f"{request_id_var.get()}-{uuid.uuid4().hex[:8]}"}
+        return {
+            "timeout_s": self.settings.request_timeout_s,
+            "request_id": f"{request_id_var.get()}-{uuid.uuid4().hex[:8]}",
+        }
 
     async def call(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         backend = self.backends.get(target.backend)
         if backend is None:
-            raise Unavailable(f"{target.address} is in the catalog but its deployment is not running")
+            raise Unavailable(
+                f"{target.address} is in the catalog but its deployment is not running"
+            )
         payload = {**payload, **self._call_meta()}
         try:
-            result = await asyncio.wait_for(backend(payload), self.settings.request_timeout_s + GRACE_S)
+            result = await asyncio.wait_for(
+                backend(payload), self.settings.request_timeout_s + GRACE_S
+            )
         except asyncio.TimeoutError:
             raise DeadlineExceeded(
-                f"{target.address} did not answer within {self.settings.request_timeout_s:g} s") from None
+                f"{target.address} did not answer within {self.settings.request_timeout_s:g} s"
+            ) from None
         if is_wire_error(result):
             raise from_wire(result)
         return result
 
-    async def prepare(self, req: InferenceRequest, key: KeyInfo, ns: NamespaceInfo,
-                      state: dict[str, Any] | None = None) -> Prepared:
+    async def prepare(
+        self,
+        req: InferenceRequest,
+        key: KeyInfo,
+        ns: NamespaceInfo,
+        state: dict[str, Any] | None = None,
+    ) -> Prepared:
         """Resolution, the key's target rights, task detection, validation, the rate limit and media
         loading: everything before the backend. `state` (the HTTP request's state) receives what
         metrics, the usage ledger and the rate-limit headers need."""
         state = {} if state is None else state
         state.update(namespace=ns.id, key_id=key.id, org_id=key.org_id)
-        target = resolve(Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index)
+        target = resolve(
+            Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index
+        )
         state.update(target=target.address, backend=target.backend)
         if not key.may_target(target.address, target.backend, req.inference_name):
             raise Forbidden(f"this API key may not use {target.address}")
@@ -128,8 +165,11 @@ class Gateway:
         plugin = target.engine == "plugin"
         task = Task.plugin if plugin else detect_task(req.inputs, target.tasks)
         state["task"] = task.value
-        spec = plugin_task(self.index.catalog.backends[target.backend].model_path, target.served_model) if plugin \
+        spec = (
+            plugin_task(self.index.catalog.backends[target.backend].model_path, target.served_model)
+            if plugin
             else TASKS.get(task)
+        )
         if spec is None:
             raise InvalidRequest(f"task {task.value} is not served by this server yet")
         inputs = validated(spec.inputs, req.inputs, "inputs")
@@ -144,12 +184,29 @@ class Gateway:
         except BaseException:
             await self.settle(admission, {})
             raise
-        state["media_bytes"] = sum(len(v) for v in (payload.get("audio"), payload.get("media"),
-                                                    (payload.get("inputs") or {}).get("media")) if isinstance(v, bytes))
+        state["media_bytes"] = sum(
+            len(v)
+            for v in (
+                payload.get("audio"),
+                payload.get("media"),
+                (payload.get("inputs") or {}).get("media"),
+            )
+            if isinstance(v, bytes)
+        )
         stream = bool(getattr(params, "stream", False))
-        plan = self.cache.plan(enabled=req.enable_semantic_cache, max_error_rate=req.semantic_cache_max_error_rate,
-                               task=task.value, stream=stream, namespace=ns.id, payload=payload,
-                               label=f"{target.provider}/{target.served_model}") if self.cache is not None else None
+        plan = (
+            self.cache.plan(
+                enabled=req.enable_semantic_cache,
+                max_error_rate=req.semantic_cache_max_error_rate,
+                task=task.value,
+                stream=stream,
+                namespace=ns.id,
+                payload=payload,
+                label=f"{target.provider}/{target.served_model}",
+            )
+            if self.cache is not None
+            else None
+        )
         return Prepared(target, task, payload, stream, ns, state, admission, plan)
 
     async def settle(self, admission: Any, tokens: dict[str, Any] | None) -> None:
@@ -163,8 +220,15 @@ class Gateway:
             p.state["audio_seconds"] = result["usage"]["audio_seconds"]
         if "cache_hit" in result:
             p.state["cache_hit"] = bool(result["cache_hit"])
-        log.info("served", extra={"target": p.target.address, "backend": p.target.backend,
-                                  "namespace": p.namespace.id, "task": p.task.value})
+        log.info(
+            "served",
+            extra={
+                "target": p.target.address,
+                "backend": p.target.backend,
+                "namespace": p.namespace.id,
+                "task": p.task.value,
+            },
+        )
         return {
             "data": result["data"],
             "provider": p.target.provider,
@@ -182,29 +246,46 @@ class Gateway:
                 result = await self.call(p.target, p.payload)
             return self._response(p, result)
         finally:  # a cached answer's tokens are not charged to the rate limits again
-            await self.settle(p.admission, None if (result or {}).get("cache_hit") else (result or {}).get("tokens_used"))
+            await self.settle(
+                p.admission,
+                None if (result or {}).get("cache_hit") else (result or {}).get("tokens_used"),
+            )
 
     # ---------------------------------------------------------------- semantic cache
     def _cache_client(self, cache: Backend) -> SemanticCacheClient:
         from rawinfer.cache.judge import make_judge
 
         s = self.settings.semantic_cache
-        return SemanticCacheClient(s, cache, self._embed, make_judge(
-            s.judge, embed=self._embed, ask=self._ask_judge, similarity=s.judge_similarity))
+        return SemanticCacheClient(
+            s,
+            cache,
+            self._embed,
+            make_judge(
+                s.judge, embed=self._embed, ask=self._ask_judge, similarity=s.judge_similarity
+            ),
+        )
 
     async def _backend(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
         backend = self.backends.get(name)
         if backend is None:
             raise Unavailable(f"the {name} deployment is not running")
-        result = await asyncio.wait_for(backend({**payload, **self._call_meta()}), self.settings.request_timeout_s + GRACE_S)
+        result = await asyncio.wait_for(
+            backend({**payload, **self._call_meta()}), self.settings.request_timeout_s + GRACE_S
+        )
         if is_wire_error(result):
             raise from_wire(result)
         return result
 
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         """The semantic cache's prompt embeddings (the text-embedding backend, truncating)."""
-        out = await self._backend(self.settings.semantic_cache.embedding_backend, {
-            "texts": texts, "single": False, "parameters": {"normalize": True, "input_type": "query", "truncate": True}})
+        out = await self._backend(
+            self.settings.semantic_cache.embedding_backend,
+            {
+                "texts": texts,
+                "single": False,
+                "parameters": {"normalize": True, "input_type": "query", "truncate": True},
+            },
+        )
         return out["data"]["embeddings"]
 
     async def _ask_judge(self, prompt: str) -> str:
@@ -212,7 +293,9 @@ class Gateway:
         from rawinfer.contract import ChatParams
 
         params = ChatParams(temperature=0, max_tokens=4).model_dump(by_alias=True)
-        out = await self._backend(self.settings.semantic_cache.judge_backend, {"prompts": [prompt], "parameters": params})
+        out = await self._backend(
+            self.settings.semantic_cache.judge_backend, {"prompts": [prompt], "parameters": params}
+        )
         return out["data"]["responses"][0]["text"]
 
     async def stream(self, p: Prepared) -> AsyncIterator[dict[str, Any]]:
@@ -240,7 +323,8 @@ class Gateway:
             except asyncio.TimeoutError:
                 await events.aclose()
                 raise DeadlineExceeded(
-                    f"{p.target.address} did not finish within {self.settings.request_timeout_s:g} s") from None
+                    f"{p.target.address} did not finish within {self.settings.request_timeout_s:g} s"
+                ) from None
             if is_wire_error(event):
                 raise from_wire(event)
             if "final" in event:
@@ -253,7 +337,9 @@ class Gateway:
         self.plugin_status = await plugins.load_status(self.index.catalog, self.backends)
         return {"namespace": ns.id, "data": self.listing()}
 
-    plugin_status: Mapping[str, dict[str, Any]] = {}  # plugin backend -> its load status (list_models)
+    plugin_status: Mapping[
+        str, dict[str, Any]
+    ] = {}  # plugin backend -> its load status (list_models)
 
     def listing(self) -> list[dict[str, Any]]:
         out = []
@@ -265,11 +351,21 @@ class Gateway:
                 status = "unavailable: no credentials"
             else:
                 status = "available" if t.backend in self.backends else "unavailable"
-            out.append({
-                "provider": t.provider, "model": t.model, "inference_name": t.inference_name,
-                "feature_uris": t.feature_uris, "tasks": [x.value for x in b.tasks],
-                "served_by": {"provider": b.provider, "model": b.served_model},
-                "status": status, **({"note": b.note} if b.note and not b.configured else {}),
-                **(plugins.describe(b, self.plugin_status.get(t.backend)) if b.engine == "plugin" else {}),
-            })
+            out.append(
+                {
+                    "provider": t.provider,
+                    "model": t.model,
+                    "inference_name": t.inference_name,
+                    "feature_uris": t.feature_uris,
+                    "tasks": [x.value for x in b.tasks],
+                    "served_by": {"provider": b.provider, "model": b.served_model},
+                    "status": status,
+                    **({"note": b.note} if b.note and not b.configured else {}),
+                    **(
+                        plugins.describe(b, self.plugin_status.get(t.backend))
+                        if b.engine == "plugin"
+                        else {}
+                    ),
+                }
+            )
         return out + plugins.failed_entries(self.index.catalog)

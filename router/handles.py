@@ -1,5 +1,6 @@
 """Serve deployment handles as the gateway's plain-data backends: Ray failures become 503s, and a
 request whose replica died is sent again."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,9 @@ log = logging.getLogger("rawinfer.ingress")
 REPLICA_RETRIES = 3  # times one request is sent again after the replica handling it died
 
 
-def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str], None] | None = None) -> Backend:
+def handle_backend(
+    name: str, handle: DeploymentHandle, on_retry: Callable[[str], None] | None = None
+) -> Backend:
     """A Serve handle as the gateway's plain-data backend callable; Ray failures become 503s, and a
     request whose replica died is sent again (`on_retry(name)` counts it)."""
 
@@ -28,7 +31,12 @@ def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str]
         if give_up:
             log.exception("backend %s: replica lost (attempt %d)", name, attempt + 1)
             raise Unavailable(message) from None
-        log.warning("backend %s: replica lost mid-request, retrying (%d/%d)", name, attempt + 1, REPLICA_RETRIES)
+        log.warning(
+            "backend %s: replica lost mid-request, retrying (%d/%d)",
+            name,
+            attempt + 1,
+            REPLICA_RETRIES,
+        )
         if on_retry:
             on_retry(name)
         await asyncio.sleep(0.05 * (attempt + 1))
@@ -45,7 +53,11 @@ def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str]
                 # effects, so the request goes again; Serve's router has dropped the dead replica and
                 # sends it to another one, or holds it until the replacement is up (the gateway's
                 # request deadline bounds the wait)
-                await replica_lost(attempt, attempt == REPLICA_RETRIES, f"{name} is not available right now; retry shortly")
+                await replica_lost(
+                    attempt,
+                    attempt == REPLICA_RETRIES,
+                    f"{name} is not available right now; retry shortly",
+                )
             except RayError:
                 log.exception("backend %s failed", name)
                 raise Unavailable(f"{name} is not available right now; retry shortly") from None
@@ -65,7 +77,11 @@ def handle_backend(name: str, handle: DeploymentHandle, on_retry: Callable[[str]
             except BackPressureError:
                 raise Unavailable(f"{name} is overloaded; retry shortly") from None
             except RayActorError:  # once events went out, a retry would repeat them
-                await replica_lost(attempt, sent or attempt == REPLICA_RETRIES, f"{name} failed while streaming; retry")
+                await replica_lost(
+                    attempt,
+                    sent or attempt == REPLICA_RETRIES,
+                    f"{name} failed while streaming; retry",
+                )
             except RayError:
                 log.exception("backend %s failed while streaming", name)
                 raise Unavailable(f"{name} failed while streaming; retry") from None

@@ -1,4 +1,5 @@
 """The ingress's HTTP plumbing: a capped body read, JSON responses and Server-Sent Events."""
+
 from __future__ import annotations
 
 import time
@@ -26,12 +27,21 @@ async def read_body(request: Request, cap: int) -> bytes:
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 def sse_event(event: str, data: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
+    return (
+        b"event: "
+        + event.encode()
+        + b"\ndata: "
+        + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+        + b"\n\n"
+    )
 
 
 async def sse_response(events: AsyncIterator[dict[str, Any]], t0: float, rid: str) -> Response:
@@ -60,5 +70,8 @@ async def sse_response(events: AsyncIterator[dict[str, Any]], t0: float, rid: st
         finally:
             await events.aclose()  # client gone or done: stop the generation upstream
 
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,6 +1,7 @@
 """Structured logs: one JSON object per line with the request id on every line, and the
 namespace and target where known. Keys, secrets and inputs are never logged: log calls pass only
 ids and names, as `extra` fields."""
+
 from __future__ import annotations
 
 import contextvars
@@ -30,7 +31,8 @@ def request_id_from(header: str | None) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -38,7 +40,9 @@ class JsonFormatter(logging.Formatter):
         }
         out.update({f: getattr(record, f) for f in FIELDS if hasattr(record, f)})
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)  # server log only, never a response
+            out["exception"] = self.formatException(
+                record.exc_info
+            )  # server log only, never a response
         return json.dumps(out, default=str)
 
 

@@ -18,6 +18,7 @@ size-capped; URL fetches are guarded against server-side request forgery:
 
 Messages say what went wrong and what to change; they never hold a resolved address.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -87,7 +88,9 @@ def _why_not_public(ip: IPAddress) -> str | None:
     return None
 
 
-def address_refusal(ip: IPAddress, allow: list[IPNetwork] | tuple[IPNetwork, ...] = ()) -> str | None:
+def address_refusal(
+    ip: IPAddress, allow: list[IPNetwork] | tuple[IPNetwork, ...] = ()
+) -> str | None:
     """Why a fetch may not connect to `ip` ("a private address"...), or None when it may.
 
     An address inside one of `allow` is always allowed. An IPv6 address carrying an IPv4 address
@@ -148,19 +151,27 @@ class MediaFetcher:
         if payload[:5].lower() == "data:":
             head, sep, payload = payload.partition(",")
             if not sep:
-                raise InvalidRequest("The data: URL has no ',' before its data; use data:<type>;base64,<data>.")
+                raise InvalidRequest(
+                    "The data: URL has no ',' before its data; use data:<type>;base64,<data>."
+                )
             if not head.lower().endswith(";base64"):
-                raise InvalidRequest("Only base64 data: URLs are accepted; use data:<type>;base64,<data>.")
+                raise InvalidRequest(
+                    "Only base64 data: URLs are accepted; use data:<type>;base64,<data>."
+                )
         if _WHITESPACE.search(payload):
             payload = _WHITESPACE.sub("", payload)
         if not payload:
-            raise InvalidRequest("The base64 media is empty; send the media's bytes base64-encoded.")
+            raise InvalidRequest(
+                "The base64 media is empty; send the media's bytes base64-encoded."
+            )
         padding = len(payload) - len(payload.rstrip("="))
         if len(payload) * 3 // 4 - min(padding, 2) > max_bytes:
             raise self._too_large_b64()
         if len(payload) % 4:
             if len(payload) % 4 == 1:
-                raise InvalidRequest("The media is not valid base64 (its length is impossible); check the encoding.")
+                raise InvalidRequest(
+                    "The media is not valid base64 (its length is impossible); check the encoding."
+                )
             payload += "=" * (-len(payload) % 4)
         altchars = b"-_" if ("-" in payload or "_" in payload) else None
         try:
@@ -171,7 +182,9 @@ class MediaFetcher:
                 "or a data:<type>;base64,<data> URL."
             ) from None
         if not raw:
-            raise InvalidRequest("The base64 media decodes to nothing; send the media's bytes base64-encoded.")
+            raise InvalidRequest(
+                "The base64 media decodes to nothing; send the media's bytes base64-encoded."
+            )
         return raw
 
     def _too_large_b64(self) -> PayloadTooLarge:
@@ -261,7 +274,9 @@ class MediaFetcher:
                 )
             except (socket.gaierror, UnicodeError, OSError):
                 if redirected:
-                    raise InvalidRequest("The media URL redirected to a host that does not resolve.") from None
+                    raise InvalidRequest(
+                        "The media URL redirected to a host that does not resolve."
+                    ) from None
                 raise InvalidRequest(
                     f"The media URL's host {host!r} does not resolve; check the URL."
                 ) from None
@@ -273,7 +288,9 @@ class MediaFetcher:
                 if ip not in ips:
                     ips.append(ip)
             if not ips:
-                raise InvalidRequest("The media URL's host has no IPv4 or IPv6 address; check the URL.")
+                raise InvalidRequest(
+                    "The media URL's host has no IPv4 or IPv6 address; check the URL."
+                )
         for ip in ips:
             reason = address_refusal(ip, self._allow)
             if reason is None:
@@ -288,7 +305,9 @@ class MediaFetcher:
             raise InvalidRequest(f"{where} {verb} {reason}, which is not fetched. {_ADVICE}")
         return [str(ip) for ip in ips]
 
-    async def _get(self, client: httpx.AsyncClient, url: httpx.URL, *, redirected: bool) -> bytes | httpx.URL:
+    async def _get(
+        self, client: httpx.AsyncClient, url: httpx.URL, *, redirected: bool
+    ) -> bytes | httpx.URL:
         """One request, pinned to a checked address: the body, or the next URL of a redirect."""
         addresses = await self._resolve(url, redirected=redirected)
         ascii_host = url.raw_host.decode("ascii")  # IDNA-encoded; an IPv6 literal has no brackets
@@ -318,22 +337,30 @@ class MediaFetcher:
                 f"Connecting to the media URL's host timed out (limit {self.settings.connect_timeout_s:g} s)."
             )
         if url.scheme == "https" and _is_tls_error(last_error):
-            raise InvalidRequest("The media URL's TLS handshake failed (certificate or protocol); check the URL.")
-        raise InvalidRequest("Could not connect to the media URL's host; check the URL and that it is reachable.")
+            raise InvalidRequest(
+                "The media URL's TLS handshake failed (certificate or protocol); check the URL."
+            )
+        raise InvalidRequest(
+            "Could not connect to the media URL's host; check the URL and that it is reachable."
+        )
 
     async def _read(self, resp: httpx.Response, url: httpx.URL) -> bytes | httpx.URL:
         status = resp.status_code
         if status in _REDIRECT_CODES:
             location = resp.headers.get("location")
             if not location:
-                raise InvalidRequest(f"The media URL answered HTTP status {status} without a Location.")
+                raise InvalidRequest(
+                    f"The media URL answered HTTP status {status} without a Location."
+                )
             try:
                 nxt = url.join(location)
             except (httpx.InvalidURL, ValueError, TypeError):
                 raise InvalidRequest("The media URL redirected to an invalid URL.") from None
             return self._parse(str(nxt), redirected=True)
         if not 200 <= status < 300:
-            raise InvalidRequest(f"The media URL answered HTTP status {status}; give a URL that serves the file.")
+            raise InvalidRequest(
+                f"The media URL answered HTTP status {status}; give a URL that serves the file."
+            )
         cap = self.settings.max_bytes
         too_large = PayloadTooLarge(
             f"The media at the URL is larger than the {_human_size(cap)} cap; give a smaller file.",
@@ -348,5 +375,7 @@ class MediaFetcher:
             if len(body) > cap:
                 raise too_large
         if not body:
-            raise InvalidRequest("The media URL answered with an empty body; give a URL that serves the file.")
+            raise InvalidRequest(
+                "The media URL answered with an empty body; give a URL that serves the file."
+            )
         return bytes(body)

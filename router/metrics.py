@@ -7,6 +7,7 @@ export.
 A pure ASGI middleware records every request after the response started: the route template, the
 status, and the target and namespace the gateway put on `request.state`.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,32 +20,57 @@ class Metrics:
     def __init__(self) -> None:
         from ray.serve.metrics import Counter, Histogram
 
-        self.requests = Counter("rawinfer_requests_total", description="Requests by route, target, namespace and status.",
-                                tag_keys=("route", "target", "namespace", "status"))
-        self.latency = Histogram("rawinfer_request_latency_ms", description="Server-side latency in milliseconds.",
-                                 boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("route", "target"))
-        self.tokens = Counter("rawinfer_tokens_total", description="Tokens by target and kind (prompt, completion; cached_prompt, cached_completion for semantic cache hits).",
-                              tag_keys=("target", "kind"))
-        self.cache = Counter("rawinfer_cache_total", description="Semantic cache lookups by target and result.",
-                             tag_keys=("target", "result"))
-        self.retries = Counter("rawinfer_backend_retries_total",
-                               description="Requests sent again because the replica handling them died.",
-                               tag_keys=("backend",))
+        self.requests = Counter(
+            "rawinfer_requests_total",
+            description="Requests by route, target, namespace and status.",
+            tag_keys=("route", "target", "namespace", "status"),
+        )
+        self.latency = Histogram(
+            "rawinfer_request_latency_ms",
+            description="Server-side latency in milliseconds.",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("route", "target"),
+        )
+        self.tokens = Counter(
+            "rawinfer_tokens_total",
+            description="Tokens by target and kind (prompt, completion; cached_prompt, cached_completion for semantic cache hits).",
+            tag_keys=("target", "kind"),
+        )
+        self.cache = Counter(
+            "rawinfer_cache_total",
+            description="Semantic cache lookups by target and result.",
+            tag_keys=("target", "result"),
+        )
+        self.retries = Counter(
+            "rawinfer_backend_retries_total",
+            description="Requests sent again because the replica handling them died.",
+            tag_keys=("backend",),
+        )
 
     def replica_lost(self, backend: str) -> None:
         self.retries.inc(tags={"backend": backend})
 
     def observe(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
         target = state.get("target", "-")
-        self.requests.inc(tags={"route": route, "target": target, "namespace": state.get("namespace", "-"),
-                                "status": str(status)})
+        self.requests.inc(
+            tags={
+                "route": route,
+                "target": target,
+                "namespace": state.get("namespace", "-"),
+                "status": str(status),
+            }
+        )
         self.latency.observe(seconds * 1000, tags={"route": route, "target": target})
-        cached = "cached_" if state.get("cache_hit") else ""  # served from the semantic cache: not model work
+        cached = (
+            "cached_" if state.get("cache_hit") else ""
+        )  # served from the semantic cache: not model work
         for kind, n in (state.get("tokens") or {}).items():
             if kind in ("prompt", "completion") and n:
                 self.tokens.inc(n, tags={"target": target, "kind": cached + kind})
         if "cache_hit" in state:
-            self.cache.inc(tags={"target": target, "result": "hit" if state["cache_hit"] else "miss"})
+            self.cache.inc(
+                tags={"target": target, "result": "hit" if state["cache_hit"] else "miss"}
+            )
 
 
 class RequestObserver:
@@ -68,7 +94,8 @@ class RequestObserver:
                 extra = (scope.get("state") or {}).get("rate_headers")
                 if extra and status[0] != 429:
                     message["headers"] = list(message.get("headers", [])) + [
-                        (k.lower().encode(), v.encode()) for k, v in extra.items()]
+                        (k.lower().encode(), v.encode()) for k, v in extra.items()
+                    ]
             await send(message)
 
         try:

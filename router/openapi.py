@@ -9,6 +9,7 @@ OpenAI-compatible routes, which answer in OpenAI's error body. Routes this modul
 (added later) still get the headers and the contract's error body. Fuzzing (tests/test_fuzz.py)
 holds the service to this document.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -27,10 +28,22 @@ OPENAI_ROUTES = {"/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcript
 PUBLIC_ROUTES = {"/healthz", "/readyz"}
 ERROR_STATUSES = tuple(str(s) for s in sorted(ERROR_TYPES))
 
-OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["message", "type"],
-    "properties": {"message": {"type": "string"}, "type": {"type": "string"},
-                   "param": {"type": ["string", "null"]}, "code": {}}}}}
+OPENAI_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {},
+            },
+        }
+    },
+}
 OBJECT = {"type": "object"}
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
@@ -44,47 +57,124 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def _header(name: str, description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": required, "description": description,
-            "schema": {"type": "string"}}
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 HEADERS = [
-    _header("X-Namespace", "namespace id (`ns_...`) or name; required unless the key is limited to one namespace"),
-    _header("X-Request-Id", "optional; echoed back when it is a safe token, else a new id is generated"),
+    _header(
+        "X-Namespace",
+        "namespace id (`ns_...`) or name; required unless the key is limited to one namespace",
+    ),
+    _header(
+        "X-Request-Id", "optional; echoed back when it is a safe token, else a new id is generated"
+    ),
 ]
 
 # path -> method -> (request body content, 200 response content)
 ROUTES: dict[str, dict[str, tuple[dict[str, Any] | None, dict[str, Any]]]] = {
-    "/healthz": {"get": (None, _json({"type": "object", "required": ["status"],
-                                      "properties": {"status": {"type": "string"}}}))},
-    "/readyz": {"get": (None, _json({"type": "object", "required": ["ready", "deployments", "not_ready"],
-                                     "properties": {"ready": {"type": "boolean"}, "deployments": OBJECT,
-                                                    "not_ready": {"type": "array", "items": {"type": "string"}}}}))},
-    "/v1/inference": {"post": (_json(_ref("InferenceRequest")), {**_json(_ref("InferenceResponse")), **SSE})},
+    "/healthz": {
+        "get": (
+            None,
+            _json(
+                {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string"}},
+                }
+            ),
+        )
+    },
+    "/readyz": {
+        "get": (
+            None,
+            _json(
+                {
+                    "type": "object",
+                    "required": ["ready", "deployments", "not_ready"],
+                    "properties": {
+                        "ready": {"type": "boolean"},
+                        "deployments": OBJECT,
+                        "not_ready": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            ),
+        )
+    },
+    "/v1/inference": {
+        "post": (_json(_ref("InferenceRequest")), {**_json(_ref("InferenceResponse")), **SSE})
+    },
     "/v1/inference/models": {"get": (None, _json(OBJECT))},
     "/v1/usage": {"get": (None, _json(OBJECT))},
     "/v1/embeddings": {"post": (_json(_ref("EmbeddingsBody")), _json(OBJECT))},
-    "/v1/chat/completions": {"post": (_json(_ref("ChatCompletionsBody")), {**_json(OBJECT), **SSE})},
-    "/v1/audio/transcriptions": {"post": ({"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file", "model"],
-        "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"},
-                       "language": {"type": "string"},
-                       "response_format": {"type": "string", "enum": ["json", "text", "srt", "vtt", "verbose_json"]},
-                       "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
-                                                                                "enum": ["word", "segment"]}}}}}},
-        {**_json(OBJECT), "text/plain": {"schema": {"type": "string"}}, "text/vtt": {"schema": {"type": "string"}}})},
-    "/v1/models": {"get": (None, _json({"type": "object", "required": ["object", "data"],
-                                        "properties": {"object": {"type": "string"},
-                                                       "data": {"type": "array", "items": OBJECT}}}))},
+    "/v1/chat/completions": {
+        "post": (_json(_ref("ChatCompletionsBody")), {**_json(OBJECT), **SSE})
+    },
+    "/v1/audio/transcriptions": {
+        "post": (
+            {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "model"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "model": {"type": "string"},
+                            "language": {"type": "string"},
+                            "response_format": {
+                                "type": "string",
+                                "enum": ["json", "text", "srt", "vtt", "verbose_json"],
+                            },
+                            "timestamp_granularities[]": {
+                                "type": "array",
+                                "items": {"type": "string", "enum": ["word", "segment"]},
+                            },
+                        },
+                    }
+                }
+            },
+            {
+                **_json(OBJECT),
+                "text/plain": {"schema": {"type": "string"}},
+                "text/vtt": {"schema": {"type": "string"}},
+            },
+        )
+    },
+    "/v1/models": {
+        "get": (
+            None,
+            _json(
+                {
+                    "type": "object",
+                    "required": ["object", "data"],
+                    "properties": {
+                        "object": {"type": "string"},
+                        "data": {"type": "array", "items": OBJECT},
+                    },
+                }
+            ),
+        )
+    },
 }
-QUERY = {"/v1/usage": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                       for n in ("from", "to", "group_by")]}
+QUERY = {
+    "/v1/usage": [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+        for n in ("from", "to", "group_by")
+    ]
+}
 
 
 def _components() -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "validation") for m in (InferenceRequest, EmbeddingsBody, ChatCompletionsBody)]
-        + [(m, "serialization") for m in (InferenceResponse, ErrorBody)], ref_template=REF)
+        + [(m, "serialization") for m in (InferenceResponse, ErrorBody)],
+        ref_template=REF,
+    )
     schemas = defs.get("$defs", {})
     schemas["OpenAIError"] = OPENAI_ERROR
     return schemas
@@ -102,8 +192,11 @@ def describe_operation(path: str, method: str, op: dict[str, Any]) -> None:
         op.setdefault("responses", {}).pop("422", None)
     if path not in PUBLIC_ROUTES:
         names = {p.get("name", "").lower() for p in op.get("parameters", [])}
-        op["parameters"] = op.get("parameters", []) + [h for h in HEADERS if h["name"].lower() not in names] \
+        op["parameters"] = (
+            op.get("parameters", [])
+            + [h for h in HEADERS if h["name"].lower() not in names]
             + QUERY.get(path, [])
+        )
         op["security"] = [{"bearer": []}]
     error = _json(_ref("OpenAIError") if path in OPENAI_ROUTES else _ref("ErrorBody"))
     for status in ERROR_STATUSES:
@@ -116,12 +209,18 @@ def describe(api: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document (built once, then cached like FastAPI's own)."""
     if api.openapi_schema is not None:
         return api.openapi_schema
-    with warnings.catch_warnings():  # FastAPI's duplicate operation ids of multi-method routes, replaced below
+    with (
+        warnings.catch_warnings()
+    ):  # FastAPI's duplicate operation ids of multi-method routes, replaced below
         warnings.simplefilter("ignore", UserWarning)
-        doc = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+        doc = get_openapi(
+            title=api.title, version=api.version, description=api.description, routes=api.routes
+        )
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
-            op["operationId"] = f"{method}_{path}"  # unique, unlike FastAPI's for multi-method routes
+            op["operationId"] = (
+                f"{method}_{path}"  # unique, unlike FastAPI's for multi-method routes
+            )
             describe_operation(path, method, op)
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})

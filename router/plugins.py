@@ -1,14 +1,15 @@
 """The ingress's view of plugins for GET /v1/inference/models: whether each plugin deployment's
 `load()` succeeded (asked from its replica), and the plugins that were found but not served
 (import error, invalid manifest, name clash: `Catalog.plugin_errors`)."""
+
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 from typing import Any, Mapping
 
-from rawinfer.core.catalog import BackendSpec, Catalog
 from rawinfer.contract.errors import is_wire_error
+from rawinfer.core.catalog import BackendSpec, Catalog
 
 STATUS_TIMEOUT_S = 5.0
 
@@ -21,7 +22,10 @@ async def load_status(catalog: Catalog, backends: Mapping[str, Any]) -> dict[str
         try:
             r = await asyncio.wait_for(backends[name]({"op": "status"}), STATUS_TIMEOUT_S)
         except Exception as e:  # Unavailable from the handle wrapper, a timeout
-            return {"ready": False, "error": getattr(e, "message", None) or "its deployment does not answer"}
+            return {
+                "ready": False,
+                "error": getattr(e, "message", None) or "its deployment does not answer",
+            }
         if is_wire_error(r):
             return {"ready": False, "error": r["error"].get("message")}
         return dict(r.get("data") or {})
@@ -32,10 +36,15 @@ async def load_status(catalog: Catalog, backends: Mapping[str, Any]) -> dict[str
 def describe(backend: BackendSpec, status: dict[str, Any] | None) -> dict[str, Any]:
     """What a plugin target's listing entry adds: its manifest summary, and its load error."""
     name, _, version = backend.served_model.partition("@")
-    extra: dict[str, Any] = {"plugin": {"name": name, "version": version,
-                                        "description": backend.options.get("description", ""),
-                                        "tasks": backend.options.get("plugin_tasks", []),
-                                        "outputs": backend.options.get("outputs", [])}}
+    extra: dict[str, Any] = {
+        "plugin": {
+            "name": name,
+            "version": version,
+            "description": backend.options.get("description", ""),
+            "tasks": backend.options.get("plugin_tasks", []),
+            "outputs": backend.options.get("outputs", []),
+        }
+    }
     if status is not None and not status.get("ready", False):
         extra.update(status="unavailable", error=status.get("error") or "not loaded")
     return extra
@@ -47,8 +56,21 @@ def _source(source: str) -> str:
 
 
 def failed_entries(catalog: Catalog) -> list[dict[str, Any]]:
-    return [{"provider": None, "model": None, "inference_name": e.get("inference_name"),
-             "feature_uris": e.get("feature_uris", []), "tasks": ["plugin"], "served_by": None,
-             "status": "unavailable", "error": e.get("error"),
-             "plugin": {"name": e.get("name"), "version": e.get("version"), "source": _source(e.get("source", ""))}}
-            for e in catalog.plugin_errors]
+    return [
+        {
+            "provider": None,
+            "model": None,
+            "inference_name": e.get("inference_name"),
+            "feature_uris": e.get("feature_uris", []),
+            "tasks": ["plugin"],
+            "served_by": None,
+            "status": "unavailable",
+            "error": e.get("error"),
+            "plugin": {
+                "name": e.get("name"),
+                "version": e.get("version"),
+                "source": _source(e.get("source", "")),
+            },
+        }
+        for e in catalog.plugin_errors
+    ]

@@ -7,6 +7,7 @@ letters, digits and `._:-`, at most 128) with a generated one, so the header tha
 Serve loads proxy middlewares from an import path in its environment, read when Ray starts:
 `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=router.proxy:middlewares` (PROXY_ENV below).
 """
+
 from __future__ import annotations
 
 from starlette.middleware import Middleware

@@ -10,14 +10,15 @@ Feature URIs (`mixpeek://{name}@{version}/{output}`):
   2. otherwise a semantic version makes a plugin inference name: `name@1.0.0` → `name_1_0_0`,
      which must exist, and whose declared outputs (if any) must include the output segment.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from rawinfer.core.catalog import Catalog, TargetSpec
-from rawinfer.contract.errors import InvalidRequest
 from rawinfer.contract import Task
+from rawinfer.contract.errors import InvalidRequest
+from rawinfer.core.catalog import Catalog, TargetSpec
 
 FEATURE_URI = re.compile(
     r"^mixpeek://(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>[A-Za-z0-9][A-Za-z0-9_.+-]*)/(?P<output>[A-Za-z0-9][A-Za-z0-9_.-]*)$"
@@ -37,7 +38,9 @@ class Target:
     address: str  # how the client named it, for logs and metrics
     configured: bool = True
     engine: str = ""
-    model: str | None = None  # the catalog target's own model name (what a cloud proxy asks its provider for)
+    model: str | None = (
+        None  # the catalog target's own model name (what a cloud proxy asks its provider for)
+    )
 
 
 @dataclass(frozen=True)
@@ -163,5 +166,7 @@ def addressing_for_model(name: str, index: CatalogIndex) -> Addressing:
         if (provider, name) in index.by_pair:
             return Addressing(provider=provider, model=name)
     known = [f"{p}/{m}" for p, m in index.by_pair] + list(index.by_name)
-    raise InvalidRequest(f"unknown model {name!r}: use provider/model, an inference name or a feature URI",
-                         {"tried": name, "known_models": _known(known)})
+    raise InvalidRequest(
+        f"unknown model {name!r}: use provider/model, an inference name or a feature URI",
+        {"tried": name, "known_models": _known(known)},
+    )

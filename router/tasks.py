@@ -4,6 +4,7 @@ how the validated request becomes the plain-data payload a backend deployment re
 A registry (task -> TaskSpec), no if/elif over tasks. Media given by URL or base64 is fetched and
 decoded to bytes here, once, so backends receive bytes and never reach the network.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,10 +13,19 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel
 
-from rawinfer.contract import ChatParams
-from rawinfer.contract.transcription import TranscriptionParams
+from rawinfer.contract import (
+    ChatInputs,
+    ChatParams,
+    MultimodalInputs,
+    MultimodalParams,
+    Task,
+    TextEmbeddingParams,
+    TextInputs,
+    TranscriptionInputs,
+    VisionInputs,
+)
 from rawinfer.contract.errors import InvalidRequest, Unavailable
-from rawinfer.contract import ChatInputs, MultimodalInputs, MultimodalParams, Task, TextEmbeddingParams, TextInputs, TranscriptionInputs, VisionInputs
+from rawinfer.contract.transcription import TranscriptionParams
 
 
 class MediaLoader(Protocol):
@@ -32,11 +42,19 @@ class TaskSpec:
     build: Build
 
 
-async def _text_embedding(inputs: TextInputs, params: TextEmbeddingParams, media: MediaLoader, **_) -> dict[str, Any]:
-    return {"texts": inputs.as_list(), "single": inputs.text is not None, "parameters": params.model_dump()}
+async def _text_embedding(
+    inputs: TextInputs, params: TextEmbeddingParams, media: MediaLoader, **_
+) -> dict[str, Any]:
+    return {
+        "texts": inputs.as_list(),
+        "single": inputs.text is not None,
+        "parameters": params.model_dump(),
+    }
 
 
-async def _transcription(inputs: TranscriptionInputs, params: TranscriptionParams, media: MediaLoader, **_) -> dict[str, Any]:
+async def _transcription(
+    inputs: TranscriptionInputs, params: TranscriptionParams, media: MediaLoader, **_
+) -> dict[str, Any]:
     audio = await media.load(inputs.audio_url, inputs.audio_base64)
     return {"audio": audio, "parameters": params.model_dump()}
 
@@ -45,22 +63,36 @@ async def _chat(inputs: ChatInputs, params: ChatParams, media: MediaLoader, **_)
     return {**inputs.model_dump(exclude_none=True), "parameters": params.model_dump(by_alias=True)}
 
 
-async def _multimodal(inputs: MultimodalInputs, params: MultimodalParams, media: MediaLoader, **_) -> dict[str, Any]:
+async def _multimodal(
+    inputs: MultimodalInputs, params: MultimodalParams, media: MediaLoader, **_
+) -> dict[str, Any]:
     base = {"parameters": params.model_dump()}
     if inputs.text is not None or inputs.texts is not None:
         texts = [inputs.text] if inputs.text is not None else inputs.texts
         return {**base, "kind": "text", "texts": texts, "single": inputs.text is not None}
     if inputs.image_url is not None or inputs.image_base64 is not None:
-        return {**base, "kind": "image", "media": await media.load(inputs.image_url, inputs.image_base64)}
-    return {**base, "kind": "video", "media": await media.load(inputs.video_url, inputs.video_base64)}
+        return {
+            **base,
+            "kind": "image",
+            "media": await media.load(inputs.image_url, inputs.image_base64),
+        }
+    return {
+        **base,
+        "kind": "video",
+        "media": await media.load(inputs.video_url, inputs.video_base64),
+    }
 
 
-MEDIA_FIELDS = {"image": ("image_url", "image_base64"), "video": ("video_url", "video_base64"),
-                "audio": ("audio_url", "audio_base64")}
+MEDIA_FIELDS = {
+    "image": ("image_url", "image_base64"),
+    "video": ("video_url", "video_base64"),
+    "audio": ("audio_url", "audio_base64"),
+}
 
 
-async def provider_payload(inputs: BaseModel, params: BaseModel, media: MediaLoader, *, task: Task,
-                           model: str | None) -> dict[str, Any]:
+async def provider_payload(
+    inputs: BaseModel, params: BaseModel, media: MediaLoader, *, task: Task, model: str | None
+) -> dict[str, Any]:
     """The request a cloud proxy's adapter takes (models/providers/base.py): the validated
     inputs, with any media fetched here (the provider never sees our URLs or fetches them)."""
     data = inputs.model_dump(exclude_none=True)
@@ -68,10 +100,17 @@ async def provider_payload(inputs: BaseModel, params: BaseModel, media: MediaLoa
         if url_field in data or b64_field in data:
             data["media"] = await media.load(data.pop(url_field, None), data.pop(b64_field, None))
             data["media_kind"] = kind
-    return {"task": task.value, "model": model, "inputs": data, "parameters": params.model_dump(by_alias=True)}
+    return {
+        "task": task.value,
+        "model": model,
+        "inputs": data,
+        "parameters": params.model_dump(by_alias=True),
+    }
 
 
-async def _vision_local(inputs: VisionInputs, params: ChatParams, media: MediaLoader, **_) -> dict[str, Any]:
+async def _vision_local(
+    inputs: VisionInputs, params: ChatParams, media: MediaLoader, **_
+) -> dict[str, Any]:
     raise InvalidRequest("vision is served by cloud providers only on this server")
 
 
@@ -88,8 +127,10 @@ def plugin_task(ref: str, label: str) -> TaskSpec:
     try:
         m = load_reference(ref).manifest
     except Exception as e:
-        raise Unavailable(f"plugin {label} cannot be imported by the ingress: {type(e).__name__}",
-                          {"plugin": label}) from None
+        raise Unavailable(
+            f"plugin {label} cannot be imported by the ingress: {type(e).__name__}",
+            {"plugin": label},
+        ) from None
     return TaskSpec(m.Inputs, m.Parameters, _plugin)
 
 

@@ -21,6 +21,7 @@ binds 0.0.0.0:8000 by default, so the two cannot drift apart; the other http_opt
 
 The other manifests in k8s/ (pvc, secret.example, service, ingress) are static files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,11 @@ PROVIDER_SECRET = "rawinfer-provider-keys"
 BATCH_KEY_SECRET = "rawinfer-batch-key"
 # provider -> key in the rawinfer-provider-keys Secret. The variable names follow the settings'
 # nesting (RAWINFER_ prefix, `__` between levels): providers.<name>.api_key.
-PROVIDER_KEYS = {"openai": "openai-api-key", "google": "google-api-key", "anthropic": "anthropic-api-key"}
+PROVIDER_KEYS = {
+    "openai": "openai-api-key",
+    "google": "google-api-key",
+    "anthropic": "anthropic-api-key",
+}
 DEFAULT_GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 
 HEADER = """\
@@ -60,6 +65,7 @@ HEADER = """\
 
 
 # --------------------------------------------------------------------------- serveConfigV2
+
 
 def load_serve_config(path: Path = SERVE_CONFIG) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
@@ -84,16 +90,25 @@ def serve_config_v2_text(config: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- pod pieces
 
+
 def _env() -> list[dict[str, Any]]:
     """Environment of every Ray container of the service: the app builder (which reads Settings)
     runs on whichever node Serve picks, and the replicas everywhere."""
     env: list[dict[str, Any]] = [
-        {"name": "RAWINFER_DATABASE_URL",
-         "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url"}}},
+        {
+            "name": "RAWINFER_DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url"}},
+        },
     ]
     for provider, key in PROVIDER_KEYS.items():
-        env.append({"name": f"RAWINFER_PROVIDERS__{provider.upper()}__API_KEY",
-                    "valueFrom": {"secretKeyRef": {"name": PROVIDER_SECRET, "key": key, "optional": True}}})
+        env.append(
+            {
+                "name": f"RAWINFER_PROVIDERS__{provider.upper()}__API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": PROVIDER_SECRET, "key": key, "optional": True}
+                },
+            }
+        )
     env += [
         {"name": "HF_HUB_OFFLINE", "value": "1"},  # weights come from /models, never from a hub
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
@@ -110,28 +125,52 @@ def _resources(cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": limits}
 
 
-def _container(name: str, image: str, resources: dict[str, Any], ports: list[dict[str, Any]],
-               mounts: list[dict[str, Any]], env: list[dict[str, Any]], worker: bool) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", "env": env,
-                         "ports": ports, "resources": resources, "volumeMounts": mounts}
+def _container(
+    name: str,
+    image: str,
+    resources: dict[str, Any],
+    ports: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    env: list[dict[str, Any]],
+    worker: bool,
+) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "ports": ports,
+        "resources": resources,
+        "volumeMounts": mounts,
+    }
     if worker:
         c["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}}
     return c
 
 
 def _head_ports() -> list[dict[str, Any]]:
-    return [{"name": "gcs-server", "containerPort": 6379}, {"name": "dashboard", "containerPort": 8265},
-            {"name": "client", "containerPort": 10001}, {"name": "serve", "containerPort": SERVE_PORT},
-            {"name": "metrics", "containerPort": 8080}]
+    return [
+        {"name": "gcs-server", "containerPort": 6379},
+        {"name": "dashboard", "containerPort": 8265},
+        {"name": "client", "containerPort": 10001},
+        {"name": "serve", "containerPort": SERVE_PORT},
+        {"name": "metrics", "containerPort": 8080},
+    ]
 
 
 def _worker_ports() -> list[dict[str, Any]]:
-    return [{"name": "serve", "containerPort": SERVE_PORT}, {"name": "metrics", "containerPort": 8080}]
+    return [
+        {"name": "serve", "containerPort": SERVE_PORT},
+        {"name": "metrics", "containerPort": 8080},
+    ]
 
 
 LOGS_VOLUME = {"name": "ray-logs", "emptyDir": {}}
 LOGS_MOUNT = {"name": "ray-logs", "mountPath": "/tmp/ray"}
-MODELS_VOLUME = {"name": "models", "persistentVolumeClaim": {"claimName": MODELS_PVC, "readOnly": True}}
+MODELS_VOLUME = {
+    "name": "models",
+    "persistentVolumeClaim": {"claimName": MODELS_PVC, "readOnly": True},
+}
 MODELS_MOUNT = {"name": "models", "mountPath": "/models", "readOnly": True}
 # vLLM and torch DataLoader-style workers use shared memory; the container default is 64 MiB
 SHM_VOLUME = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
@@ -144,8 +183,12 @@ def _labels(part_of: str = NAME) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- RayService
 
-def rayservice(config: dict[str, Any], image: str = DEFAULT_IMAGE,
-               gpu_node_selector: str = DEFAULT_GPU_NODE_SELECTOR) -> dict[str, Any]:
+
+def rayservice(
+    config: dict[str, Any],
+    image: str = DEFAULT_IMAGE,
+    gpu_node_selector: str = DEFAULT_GPU_NODE_SELECTOR,
+) -> dict[str, Any]:
     sel_key, _, sel_value = gpu_node_selector.partition("=")
     env = _env()
     head = {
@@ -153,21 +196,41 @@ def rayservice(config: dict[str, Any], image: str = DEFAULT_IMAGE,
         "template": {
             "metadata": {"labels": _labels()},
             "spec": {
-                "containers": [_container("ray-head", image, _resources("2", "8Gi"), _head_ports(),
-                                          [LOGS_MOUNT], env, worker=False)],
+                "containers": [
+                    _container(
+                        "ray-head",
+                        image,
+                        _resources("2", "8Gi"),
+                        _head_ports(),
+                        [LOGS_MOUNT],
+                        env,
+                        worker=False,
+                    )
+                ],
                 "volumes": [LOGS_VOLUME],
             },
         },
     }
     cpu_group = {
         "groupName": "cpu",
-        "replicas": 1, "minReplicas": 1, "maxReplicas": 6,
+        "replicas": 1,
+        "minReplicas": 1,
+        "maxReplicas": 6,
         "rayStartParams": {},
         "template": {
             "metadata": {"labels": _labels()},
             "spec": {
-                "containers": [_container("ray-worker", image, _resources("4", "16Gi"), _worker_ports(),
-                                          [LOGS_MOUNT, MODELS_MOUNT], env, worker=True)],
+                "containers": [
+                    _container(
+                        "ray-worker",
+                        image,
+                        _resources("4", "16Gi"),
+                        _worker_ports(),
+                        [LOGS_MOUNT, MODELS_MOUNT],
+                        env,
+                        worker=True,
+                    )
+                ],
                 "volumes": [LOGS_VOLUME, MODELS_VOLUME],
             },
         },
@@ -175,15 +238,28 @@ def rayservice(config: dict[str, Any], image: str = DEFAULT_IMAGE,
     gpu_group = {
         "groupName": "gpu",
         # chat holds one GPU, E5 + whisper + CLIP share a second: two pods at the minimum
-        "replicas": 2, "minReplicas": 2, "maxReplicas": 8,
+        "replicas": 2,
+        "minReplicas": 2,
+        "maxReplicas": 8,
         "rayStartParams": {},
         "template": {
             "metadata": {"labels": _labels()},
             "spec": {
-                "containers": [_container("ray-worker", image, _resources("8", "64Gi", gpus=1), _worker_ports(),
-                                          [LOGS_MOUNT, MODELS_MOUNT, SHM_MOUNT], env, worker=True)],
+                "containers": [
+                    _container(
+                        "ray-worker",
+                        image,
+                        _resources("8", "64Gi", gpus=1),
+                        _worker_ports(),
+                        [LOGS_MOUNT, MODELS_MOUNT, SHM_MOUNT],
+                        env,
+                        worker=True,
+                    )
+                ],
                 "volumes": [LOGS_VOLUME, MODELS_VOLUME, SHM_VOLUME],
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "tolerations": [
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],
                 "nodeSelector": {sel_key: sel_value},
             },
         },
@@ -191,14 +267,26 @@ def rayservice(config: dict[str, Any], image: str = DEFAULT_IMAGE,
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": NAME, "labels": {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "serving"}},
+        "metadata": {
+            "name": NAME,
+            "labels": {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "serving"},
+        },
         "spec": {
             # user traffic goes to the workers' proxies only: the head keeps GCS and the controller
             "excludeHeadPodFromServeSvc": True,
             "serveService": {
                 "metadata": {"name": SERVE_SERVICE, "labels": {"app.kubernetes.io/name": NAME}},
-                "spec": {"type": "ClusterIP",
-                         "ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT, "protocol": "TCP"}]},
+                "spec": {
+                    "type": "ClusterIP",
+                    "ports": [
+                        {
+                            "name": "serve",
+                            "port": SERVE_PORT,
+                            "targetPort": SERVE_PORT,
+                            "protocol": "TCP",
+                        }
+                    ],
+                },
             },
             "serveConfigV2": serve_config_v2_text(config),
             "rayClusterConfig": {
@@ -218,20 +306,30 @@ def rayservice(config: dict[str, Any], image: str = DEFAULT_IMAGE,
 
 # --------------------------------------------------------------------------- RayJob
 
-BATCH_ENTRYPOINT = (f"rawinfer batch /data/input.jsonl /data/output.jsonl --url http://{SERVE_SERVICE}:{SERVE_PORT}"
-                    " --api-key-env RAWINFER_API_KEY --namespace production")
+BATCH_ENTRYPOINT = (
+    f"rawinfer batch /data/input.jsonl /data/output.jsonl --url http://{SERVE_SERVICE}:{SERVE_PORT}"
+    " --api-key-env RAWINFER_API_KEY --namespace production"
+)
 
 
 def rayjob(image: str = DEFAULT_IMAGE) -> dict[str, Any]:
     """A short-lived head-only Ray cluster that runs the batch client against the service: the
     batch work itself happens on the service's replicas, the job only reads, sends and writes."""
-    env = [{"name": "RAWINFER_API_KEY", "valueFrom": {"secretKeyRef": {"name": BATCH_KEY_SECRET, "key": "api-key"}}}]
+    env = [
+        {
+            "name": "RAWINFER_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": BATCH_KEY_SECRET, "key": "api-key"}},
+        }
+    ]
     data_volume = {"name": "data", "persistentVolumeClaim": {"claimName": BATCH_DATA_PVC}}
     data_mount = {"name": "data", "mountPath": "/data"}
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
-        "metadata": {"name": f"{NAME}-batch", "labels": {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "batch"}},
+        "metadata": {
+            "name": f"{NAME}-batch",
+            "labels": {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "batch"},
+        },
         "spec": {
             "entrypoint": BATCH_ENTRYPOINT,
             "submissionMode": "K8sJobMode",
@@ -247,8 +345,17 @@ def rayjob(image: str = DEFAULT_IMAGE) -> dict[str, Any]:
                     "template": {
                         "metadata": {"labels": _labels(f"{NAME}-batch")},
                         "spec": {
-                            "containers": [_container("ray-head", image, _resources("1", "2Gi"), _head_ports()[:3],
-                                                      [LOGS_MOUNT, data_mount], env, worker=False)],
+                            "containers": [
+                                _container(
+                                    "ray-head",
+                                    image,
+                                    _resources("1", "2Gi"),
+                                    _head_ports()[:3],
+                                    [LOGS_MOUNT, data_mount],
+                                    env,
+                                    worker=False,
+                                )
+                            ],
                             "volumes": [LOGS_VOLUME, data_volume],
                         },
                     },
@@ -260,8 +367,11 @@ def rayjob(image: str = DEFAULT_IMAGE) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- output
 
+
 class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:  # shared dicts are written out in full, no &anchors
+    def ignore_aliases(
+        self, data: Any
+    ) -> bool:  # shared dicts are written out in full, no &anchors
         return True
 
 
@@ -274,11 +384,21 @@ _Dumper.add_representer(str, _str)
 
 
 def _dump(doc: Any) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True)
+    return yaml.dump(
+        doc,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=4096,
+        allow_unicode=True,
+    )
 
 
-def render(image: str = DEFAULT_IMAGE, gpu_node_selector: str = DEFAULT_GPU_NODE_SELECTOR,
-           serve_config: Path = SERVE_CONFIG) -> dict[Path, str]:
+def render(
+    image: str = DEFAULT_IMAGE,
+    gpu_node_selector: str = DEFAULT_GPU_NODE_SELECTOR,
+    serve_config: Path = SERVE_CONFIG,
+) -> dict[Path, str]:
     """Every generated file's path and text."""
     config = load_serve_config(serve_config)
     try:
@@ -293,12 +413,25 @@ def render(image: str = DEFAULT_IMAGE, gpu_node_selector: str = DEFAULT_GPU_NODE
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image of every Ray pod (default {DEFAULT_IMAGE})")
-    p.add_argument("--gpu-node-selector", default=DEFAULT_GPU_NODE_SELECTOR,
-                   help=f"KEY=VALUE node label for the GPU worker group (default {DEFAULT_GPU_NODE_SELECTOR})")
-    p.add_argument("--serve-config", type=Path, default=SERVE_CONFIG, help="the Serve config to embed")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed file differs")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help=f"container image of every Ray pod (default {DEFAULT_IMAGE})",
+    )
+    p.add_argument(
+        "--gpu-node-selector",
+        default=DEFAULT_GPU_NODE_SELECTOR,
+        help=f"KEY=VALUE node label for the GPU worker group (default {DEFAULT_GPU_NODE_SELECTOR})",
+    )
+    p.add_argument(
+        "--serve-config", type=Path, default=SERVE_CONFIG, help="the Serve config to embed"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a committed file differs"
+    )
     args = p.parse_args(argv)
     if "=" not in args.gpu_node_selector:
         p.error("--gpu-node-selector takes KEY=VALUE")
@@ -310,11 +443,19 @@ def main(argv: list[str] | None = None) -> int:
             current = path.read_text(encoding="utf-8") if path.exists() else ""
             if current != text:
                 stale.append(path)
-                sys.stdout.writelines(difflib.unified_diff(
-                    current.splitlines(keepends=True), text.splitlines(keepends=True),
-                    f"{path.relative_to(REPO)} (committed)", f"{path.relative_to(REPO)} (generated)"))
+                sys.stdout.writelines(
+                    difflib.unified_diff(
+                        current.splitlines(keepends=True),
+                        text.splitlines(keepends=True),
+                        f"{path.relative_to(REPO)} (committed)",
+                        f"{path.relative_to(REPO)} (generated)",
+                    )
+                )
         if stale:
-            print(f"\n{len(stale)} file(s) out of date: run python scripts/gen_k8s.py", file=sys.stderr)
+            print(
+                f"\n{len(stale)} file(s) out of date: run python scripts/gen_k8s.py",
+                file=sys.stderr,
+            )
             return 1
         print("k8s manifests are up to date")
         return 0

@@ -4,14 +4,15 @@
 overrides: a free port, a fresh SQLite database, the test catalog extensions. Tests talk to it
 over real HTTP with httpx. It is session-scoped: Ray and the models start once per run.
 """
+
 from __future__ import annotations
 
 import functools
 import http.server
 import os
-import threading
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,9 @@ class Service:
     key_ids: dict[str, str] = field(default_factory=dict)
     catalog_dir: Path | None = None
     metrics_url: str = ""
-    serve_config: dict = field(default_factory=dict)  # what was deployed (tests that add apps redeploy it unchanged)
+    serve_config: dict = field(
+        default_factory=dict
+    )  # what was deployed (tests that add apps redeploy it unchanged)
 
     def headers(self, key: str = "a", namespace: str = "team-a") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[key]}", "X-Namespace": namespace}
@@ -66,9 +69,11 @@ def seed_tenants(database_url: str) -> Service:
     store.revoke_key(info.id)
     svc.keys["revoked"] = secret
     svc.namespaces["limited"] = store.create_namespace("limited").id
-    for label, kw in (("limited", {"namespaces": ["limited"], "rpm": 6}),
-                      ("minilm-only", {"namespaces": ["team-a"], "targets": ["local/all-minilm-l6-v2"]}),
-                      ("admin", {"is_admin": True})):
+    for label, kw in (
+        ("limited", {"namespaces": ["limited"], "rpm": 6}),
+        ("minilm-only", {"namespaces": ["team-a"], "targets": ["local/all-minilm-l6-v2"]}),
+        ("admin", {"is_admin": True}),
+    ):
         info, secret = store.create_key(label, **kw)
         svc.keys[label], svc.key_ids[label] = secret, info.id
     return svc
@@ -87,7 +92,9 @@ def test_catalog(folder: Path) -> Path:
     clip.pop("note", None)
     clip["served_model"] = "rawinfer-test-clip"
     clip["model_path"] = str(weights)
-    clip["options"].update(model_name=name, model_config_path=str(folder / "clip" / f"{name}.json"), max_frames=50)
+    clip["options"].update(
+        model_name=name, model_config_path=str(folder / "clip" / f"{name}.json"), max_frames=50
+    )
     path = folder / "catalog.test.yaml"
     path.write_text(yaml.safe_dump(catalog))
     return path
@@ -114,10 +121,21 @@ def provider_env(fakes) -> dict[str, str]:
     for name, values in {
         "openai": {"api_key": OPENAI_KEY, "base_url": fakes.openai.url + "/v1"},
         "anthropic": {"api_key": ANTHROPIC_KEY, "base_url": fakes.anthropic.url},
-        "google": {"api_key": GOOGLE_KEY, "base_url": fakes.gemini.url, "vertex_project": "proj-1",
-                   "vertex_location": "europe-west4", "vertex_base_url": fakes.vertex.url, "vertex_auth": "api_key"},
+        "google": {
+            "api_key": GOOGLE_KEY,
+            "base_url": fakes.gemini.url,
+            "vertex_project": "proj-1",
+            "vertex_location": "europe-west4",
+            "vertex_base_url": fakes.vertex.url,
+            "vertex_auth": "api_key",
+        },
     }.items():
-        for field_, value in {**values, "timeout_s": "10", "backoff_base_s": "0.01", "backoff_max_s": "0.05"}.items():
+        for field_, value in {
+            **values,
+            "timeout_s": "10",
+            "backoff_base_s": "0.01",
+            "backoff_max_s": "0.05",
+        }.items():
             env[f"RAWINFER_PROVIDERS__{name.upper()}__{field_.upper()}"] = value
     return env
 
@@ -131,9 +149,9 @@ def service(tmp_path_factory, fakes) -> Service:
 
     os.environ.update(PROXY_ENV)  # Serve's proxy sanitises X-Request-Id (router/proxy.py)
     import ray
+    from plugin_fixtures import write_test_plugins
     from ray import serve
 
-    from plugin_fixtures import write_test_plugins
     from rawinfer.cli.launch import deploy, load_config
 
     tmp = tmp_path_factory.mktemp("service")
@@ -141,19 +159,39 @@ def service(tmp_path_factory, fakes) -> Service:
     catalog = test_catalog(tmp)
     svc = seed_tenants(db)
     port, metrics_port = free_port(), free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve", _metrics_export_port=metrics_port,
-             log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="serve",
+        _metrics_export_port=metrics_port,
+        log_to_driver=os.environ.get("RAWINFER_TEST_RAY_LOGS") == "1",
+    )
     try:
         two_ingresses = {"ingress": {"autoscaling_config": {"min_replicas": 2, "max_replicas": 2}}}
-        svc.serve_config = config = load_config(port=port, catalog=str(catalog), deployments=two_ingresses, settings={
-            "database_url": db, "auth_cache_ttl_s": 1.0, "max_body_bytes": 2 * 1024 * 1024,
-            # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
-            "media": {"allow_cidrs": [MEDIA_HOST + "/32"], "max_bytes": 1024 * 1024, "fetch_timeout_s": 5},
-            # the repo's example plugins plus broken/raising/garbage/scaffolded ones (tests/plugin_fixtures.py)
-            "plugins_dirs": [str(REPO / "examples" / "plugins"), str(write_test_plugins(tmp / "plugins"))],
-            # the semantic cache's snapshot in this run's folder; seeded explore/exploit draws
-            "semantic_cache": {"snapshot_path": str(tmp / "semantic-cache.npz"), "seed": 7},
-        })
+        svc.serve_config = config = load_config(
+            port=port,
+            catalog=str(catalog),
+            deployments=two_ingresses,
+            settings={
+                "database_url": db,
+                "auth_cache_ttl_s": 1.0,
+                "max_body_bytes": 2 * 1024 * 1024,
+                # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
+                "media": {
+                    "allow_cidrs": [MEDIA_HOST + "/32"],
+                    "max_bytes": 1024 * 1024,
+                    "fetch_timeout_s": 5,
+                },
+                # the repo's example plugins plus broken/raising/garbage/scaffolded ones (tests/plugin_fixtures.py)
+                "plugins_dirs": [
+                    str(REPO / "examples" / "plugins"),
+                    str(write_test_plugins(tmp / "plugins")),
+                ],
+                # the semantic cache's snapshot in this run's folder; seeded explore/exploit draws
+                "semantic_cache": {"snapshot_path": str(tmp / "semantic-cache.npz"), "seed": 7},
+            },
+        )
         deploy(config)
         svc.url = f"http://127.0.0.1:{port}"
         svc.catalog_dir = tmp
@@ -204,14 +242,24 @@ def offline_vllm() -> dict[str, dict]:
     from models.chat import prepare_packaged_smollm2
     from rawinfer.core.settings import Settings
 
-    args = {"model_dir": str(prepare_packaged_smollm2(Settings().cache_dir)), "max_model_len": 1024,
-            "max_tokens": 32, "prompts": OFFLINE_PROMPTS}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "offline_vllm.py")], input=json.dumps(args),
-                          capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    args = {
+        "model_dir": str(prepare_packaged_smollm2(Settings().cache_dir)),
+        "max_model_len": 1024,
+        "max_tokens": 32,
+        "prompts": OFFLINE_PROMPTS,
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "offline_vllm.py")],
+        input=json.dumps(args),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def pytest_collection_modifyitems(config, items):

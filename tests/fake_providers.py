@@ -19,6 +19,7 @@ The harness at the end builds adapters pointed at the fakes and runs them (`make
 - FakeVertex:    POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predict;
                  `Authorization: Bearer <token>` or `x-goog-api-key`; 1408-d embeddings.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,7 +52,9 @@ class Received:
     raw: bytes
     json: Any = None
     form: dict[str, list[str]] = field(default_factory=dict)
-    files: dict[str, tuple[str | None, str, bytes]] = field(default_factory=dict)  # name -> (filename, type, bytes)
+    files: dict[str, tuple[str | None, str, bytes]] = field(
+        default_factory=dict
+    )  # name -> (filename, type, bytes)
 
 
 @dataclass
@@ -84,11 +87,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             req.json = json.loads(raw or b"null")
         elif ctype.startswith("multipart/form-data"):
             msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
+            )
             for part in msg.iter_parts():
                 name = part.get_param("name", header="content-disposition")
                 if part.get_filename() is not None:
-                    req.files[name] = (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+                    req.files[name] = (
+                        part.get_filename(),
+                        part.get_content_type(),
+                        part.get_payload(decode=True),
+                    )
                 else:
                     req.form.setdefault(name, []).append(part.get_payload(decode=True).decode())
         reply = self.fake._answer(req)
@@ -97,7 +105,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         try:
             self.send_response(reply.status)
-            self.send_header("content-type", "application/json" if not isinstance(reply.body, bytes) else "text/html")
+            self.send_header(
+                "content-type",
+                "application/json" if not isinstance(reply.body, bytes) else "text/html",
+            )
             self.send_header("content-length", str(len(payload)))
             for k, v in reply.headers.items():
                 self.send_header(k, v)
@@ -119,7 +130,10 @@ class FakeProvider:
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self.structured: Any = {"answer": "Paris", "confidence": 0.9}  # what a schema'd answer holds
+        self.structured: Any = {
+            "answer": "Paris",
+            "confidence": 0.9,
+        }  # what a schema'd answer holds
         self.delay_s = 0.0
         self.in_flight = self.peak_in_flight = 0  # requests being answered at once (with delay_s)
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -142,7 +156,9 @@ class FakeProvider:
         self.delay_s = 0.0
         self.in_flight = self.peak_in_flight = 0  # requests being answered at once (with delay_s)
 
-    def reply(self, status: int, body: Any, headers: dict[str, str] | None = None, times: int = 1) -> None:
+    def reply(
+        self, status: int, body: Any, headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
         """The next `times` requests get this answer instead of the normal one."""
         with self._lock:
             self._script.extend(Reply(status, body, dict(headers or {})) for _ in range(times))
@@ -180,8 +196,11 @@ class FakeProvider:
 
 # ------------------------------------------------------------------------------ OpenAI
 
+
 def _openai_error(status: int, message: str, type_: str, code: str | None = None) -> Reply:
-    return Reply(status, {"error": {"message": message, "type": type_, "param": None, "code": code}})
+    return Reply(
+        status, {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    )
 
 
 def _text_of(content: Any) -> str:
@@ -196,9 +215,13 @@ class FakeOpenAI(FakeProvider):
 
     def unauthorized(self, req):
         got = req.headers.get("authorization", "").removeprefix("Bearer ")
-        return _openai_error(401, f"Incorrect API key provided: {got}. You can find your API key at "
-                                  "https://platform.openai.com/account/api-keys.", "invalid_request_error",
-                             "invalid_api_key")
+        return _openai_error(
+            401,
+            f"Incorrect API key provided: {got}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
 
     def route(self, req):
         if req.path == "/v1/chat/completions":
@@ -216,20 +239,45 @@ class FakeOpenAI(FakeProvider):
         schema = (body.get("response_format") or {}).get("type") == "json_schema"
         content = json.dumps(self.structured) if schema else f"echo: {last}"
         prompt = sum(words(_text_of(m["content"])) for m in body["messages"])
-        return Reply(200, {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000,
-            "model": body["model"] + "-2024-07-18",
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": content, "refusal": None}}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": words(content),
-                      "total_tokens": prompt + words(content)}})
+        return Reply(
+            200,
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": body["model"] + "-2024-07-18",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": words(content),
+                    "total_tokens": prompt + words(content),
+                },
+            },
+        )
 
     def embeddings(self, body):
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
-        data = [{"object": "embedding", "index": i, "embedding": vector(t, 16)} for i, t in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": vector(t, 16)}
+            for i, t in enumerate(texts)
+        ]
         n = sum(words(t) for t in texts)
-        return Reply(200, {"object": "list", "data": data, "model": body["model"],
-                           "usage": {"prompt_tokens": n, "total_tokens": n}})
+        return Reply(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": n, "total_tokens": n},
+            },
+        )
 
     def audio(self, req):
         if "file" not in req.files or req.form.get("model") != ["whisper-1"]:
@@ -237,56 +285,137 @@ class FakeOpenAI(FakeProvider):
         if req.form.get("response_format") != ["verbose_json"]:
             return Reply(200, {"text": "hello world"})
         translate = req.path.endswith("translations")
-        out = {"task": "translate" if translate else "transcribe", "language": "english", "duration": 3.52,
-               "text": " Hello world. Good morning.",
-               "segments": [
-                   {"id": 0, "seek": 0, "start": 0.0, "end": 1.5, "text": " Hello world.", "tokens": [1, 2],
-                    "temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01},
-                   {"id": 1, "seek": 0, "start": 1.5, "end": 3.52, "text": " Good morning.", "tokens": [3, 4],
-                    "temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01}]}
+        out = {
+            "task": "translate" if translate else "transcribe",
+            "language": "english",
+            "duration": 3.52,
+            "text": " Hello world. Good morning.",
+            "segments": [
+                {
+                    "id": 0,
+                    "seek": 0,
+                    "start": 0.0,
+                    "end": 1.5,
+                    "text": " Hello world.",
+                    "tokens": [1, 2],
+                    "temperature": 0.0,
+                    "avg_logprob": -0.2,
+                    "compression_ratio": 1.0,
+                    "no_speech_prob": 0.01,
+                },
+                {
+                    "id": 1,
+                    "seek": 0,
+                    "start": 1.5,
+                    "end": 3.52,
+                    "text": " Good morning.",
+                    "tokens": [3, 4],
+                    "temperature": 0.0,
+                    "avg_logprob": -0.2,
+                    "compression_ratio": 1.0,
+                    "no_speech_prob": 0.01,
+                },
+            ],
+        }
         if "word" in req.form.get("timestamp_granularities[]", []):
-            out["words"] = [{"word": w, "start": s, "end": e} for w, s, e in
-                            (("Hello", 0.0, 0.6), ("world.", 0.7, 1.4), ("Good", 1.6, 2.2), ("morning.", 2.3, 3.4))]
+            out["words"] = [
+                {"word": w, "start": s, "end": e}
+                for w, s, e in (
+                    ("Hello", 0.0, 0.6),
+                    ("world.", 0.7, 1.4),
+                    ("Good", 1.6, 2.2),
+                    ("morning.", 2.3, 3.4),
+                )
+            ]
         return Reply(200, out)
 
 
 # ------------------------------------------------------------------------------ Anthropic
 
+
 class FakeAnthropic(FakeProvider):
     def authorized(self, req):  # the API's x-api-key, or the Bearer form the installed SDK sends
-        return self.key in (req.headers.get("x-api-key"), req.headers.get("authorization", "").removeprefix("Bearer "))
+        return self.key in (
+            req.headers.get("x-api-key"),
+            req.headers.get("authorization", "").removeprefix("Bearer "),
+        )
 
     def unauthorized(self, req):
-        return Reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+        return Reply(
+            401,
+            {
+                "type": "error",
+                "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+            },
+        )
 
     def route(self, req):
         if req.path != "/v1/messages":
-            return Reply(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}})
+            return Reply(
+                404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}}
+            )
         body = req.json
         if "anthropic-version" not in req.headers:
-            return Reply(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                          "message": "anthropic-version: header is required"}})
+            return Reply(
+                400,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "anthropic-version: header is required",
+                    },
+                },
+            )
         if not body.get("max_tokens"):
-            return Reply(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                          "message": "max_tokens: Field required"}})
+            return Reply(
+                400,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "max_tokens: Field required",
+                    },
+                },
+            )
         last = _text_of(body["messages"][-1]["content"])
         if body.get("tool_choice", {}).get("type") == "tool":
-            content = [{"type": "tool_use", "id": "toolu_1", "name": body["tool_choice"]["name"],
-                        "input": self.structured}]
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": body["tool_choice"]["name"],
+                    "input": self.structured,
+                }
+            ]
             stop, n_out = "tool_use", 7
         else:
             content = [{"type": "text", "text": f"echo: {last}"}]
             stop, n_out = "end_turn", words(f"echo: {last}")
-        n_in = sum(words(_text_of(m["content"])) for m in body["messages"]) + words(body.get("system") or "")
-        return Reply(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
-                           "content": content, "stop_reason": stop, "stop_sequence": None,
-                           "usage": {"input_tokens": n_in, "output_tokens": n_out}})
+        n_in = sum(words(_text_of(m["content"])) for m in body["messages"]) + words(
+            body.get("system") or ""
+        )
+        return Reply(
+            200,
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": content,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": n_in, "output_tokens": n_out},
+            },
+        )
 
 
 # ------------------------------------------------------------------------------ Google
 
+
 def google_error(status: int, message: str, state: str, details: list | None = None) -> dict:
-    return {"error": {"code": status, "message": message, "status": state, "details": details or []}}
+    return {
+        "error": {"code": status, "message": message, "status": state, "details": details or []}
+    }
 
 
 class FakeGemini(FakeProvider):
@@ -296,9 +425,21 @@ class FakeGemini(FakeProvider):
         return req.headers.get("x-goog-api-key") == self.key
 
     def unauthorized(self, req):
-        return Reply(400, google_error(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", [
-            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-             "domain": "googleapis.com"}]))
+        return Reply(
+            400,
+            google_error(
+                400,
+                "API key not valid. Please pass a valid API key.",
+                "INVALID_ARGUMENT",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            ),
+        )
 
     def route(self, req):
         m = self.PATH.match(req.path)
@@ -307,35 +448,62 @@ class FakeGemini(FakeProvider):
         body = req.json
         last = " ".join(p.get("text", "") for p in body["contents"][-1]["parts"])
         cfg = body.get("generationConfig") or {}
-        text = json.dumps(self.structured) if cfg.get("responseMimeType") == "application/json" else f"echo: {last}"
+        text = (
+            json.dumps(self.structured)
+            if cfg.get("responseMimeType") == "application/json"
+            else f"echo: {last}"
+        )
         n_in = sum(words(p.get("text", "")) for c in body["contents"] for p in c["parts"])
-        return Reply(200, {
-            "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": n_in, "candidatesTokenCount": words(text),
-                              "totalTokenCount": n_in + words(text)},
-            "modelVersion": m.group(1) + "-001", "responseId": "r1"})
+        return Reply(
+            200,
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": text}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": n_in,
+                    "candidatesTokenCount": words(text),
+                    "totalTokenCount": n_in + words(text),
+                },
+                "modelVersion": m.group(1) + "-001",
+                "responseId": "r1",
+            },
+        )
 
 
 class FakeVertex(FakeProvider):
-    PATH = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):predict$")
+    PATH = re.compile(
+        r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):predict$"
+    )
 
     def __init__(self, key: str, token: str = "ya29.fake-access-token"):
         self.token = token
         super().__init__(key)
 
     def authorized(self, req):
-        return (req.headers.get("authorization") == f"Bearer {self.token}"
-                or req.headers.get("x-goog-api-key") == self.key)
+        return (
+            req.headers.get("authorization") == f"Bearer {self.token}"
+            or req.headers.get("x-goog-api-key") == self.key
+        )
 
     def unauthorized(self, req):
-        return Reply(401, google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"))
+        return Reply(
+            401,
+            google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"),
+        )
 
     def route(self, req):
         if not self.PATH.match(req.path):
             return Reply(404, google_error(404, "not found", "NOT_FOUND"))
         instances = req.json.get("instances") or []
         if len(instances) != 1:
-            return Reply(400, google_error(400, "exactly one instance is allowed", "INVALID_ARGUMENT"))
+            return Reply(
+                400, google_error(400, "exactly one instance is allowed", "INVALID_ARGUMENT")
+            )
         inst = instances[0]
         if "text" in inst:
             pred = {"textEmbedding": vector(inst["text"], MM_DIMS)}
@@ -344,11 +512,19 @@ class FakeVertex(FakeProvider):
         elif "video" in inst:
             cfg = inst["video"].get("videoSegmentConfig") or {}
             step = float(cfg.get("intervalSec", 16))
-            start, end = float(cfg.get("startOffsetSec", 0)), min(float(cfg.get("endOffsetSec", 120)), VIDEO_SECONDS)
+            start, end = (
+                float(cfg.get("startOffsetSec", 0)),
+                min(float(cfg.get("endOffsetSec", 120)), VIDEO_SECONDS),
+            )
             segs, t = [], start
             while t < end:
-                segs.append({"startOffsetSec": int(t), "endOffsetSec": int(min(t + step, end)),
-                             "embedding": vector(f"seg{t}", MM_DIMS)})
+                segs.append(
+                    {
+                        "startOffsetSec": int(t),
+                        "endOffsetSec": int(min(t + step, end)),
+                        "embedding": vector(f"seg{t}", MM_DIMS),
+                    }
+                )
                 t += step
             pred = {"videoEmbeddings": segs}
         else:
@@ -377,10 +553,18 @@ def make(name: str, fakes: Fakes, **over):
     base = {
         "openai": {"api_key": OPENAI_KEY, "base_url": fakes.openai.url + "/v1"},
         "anthropic": {"api_key": ANTHROPIC_KEY, "base_url": fakes.anthropic.url},
-        "google": {"api_key": GOOGLE_KEY, "base_url": fakes.gemini.url, "vertex_project": "proj-1",
-                   "vertex_location": "europe-west4", "vertex_base_url": fakes.vertex.url, "vertex_auth": "api_key"},
+        "google": {
+            "api_key": GOOGLE_KEY,
+            "base_url": fakes.gemini.url,
+            "vertex_project": "proj-1",
+            "vertex_location": "europe-west4",
+            "vertex_base_url": fakes.vertex.url,
+            "vertex_auth": "api_key",
+        },
     }[name]
-    return ADAPTERS[name]({**base, "timeout_s": 10, "backoff_base_s": 0.01, "backoff_max_s": 0.05, **over})
+    return ADAPTERS[name](
+        {**base, "timeout_s": 10, "backoff_base_s": 0.01, "backoff_max_s": 0.05, **over}
+    )
 
 
 def run(adapter, request: dict, deadline: float = 10.0) -> dict:
@@ -389,6 +573,7 @@ def run(adapter, request: dict, deadline: float = 10.0) -> dict:
             return await adapter.run(request, deadline)
         finally:
             await adapter.aclose()
+
     return asyncio.run(go())
 
 
@@ -400,4 +585,9 @@ def fails(adapter, request: dict, deadline: float = 10.0) -> tuple[RawInferError
 
 
 def chat(model="gpt-4o-mini", prompts=("What is AI?",), **parameters) -> dict:
-    return {"task": "chat", "model": model, "inputs": {"prompts": list(prompts)}, "parameters": parameters}
+    return {
+        "task": "chat",
+        "model": model,
+        "inputs": {"prompts": list(prompts)},
+        "parameters": parameters,
+    }

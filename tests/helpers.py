@@ -1,4 +1,5 @@
 """Assertions shared by the tests."""
+
 from __future__ import annotations
 
 import re
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import httpx
 
-SECRET = re.compile(r"(?<![A-Za-z0-9_])sk_[A-Za-z0-9_-]{20,}")  # an API key, not e.g. "disk_utilization..."
+SECRET = re.compile(
+    r"(?<![A-Za-z0-9_])sk_[A-Za-z0-9_-]{20,}"
+)  # an API key, not e.g. "disk_utilization..."
 
 
 def assert_error(r: httpx.Response, status: int, type_: str | None = None) -> dict:
@@ -39,7 +42,9 @@ def _references() -> dict[str, str]:
 
 
 REFS = _references()
-CLIP = "sense_and_sensibility_01_austen_64kb-0870"  # "and mister john dashwood had then leisure ..."
+CLIP = (
+    "sense_and_sensibility_01_austen_64kb-0870"  # "and mister john dashwood had then leisure ..."
+)
 
 
 def normalise(text: str) -> list[str]:

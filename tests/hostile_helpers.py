@@ -1,5 +1,6 @@
 """Shared by the hostile-input suites (tests/test_hostile*.py): raw HTTP for what httpx refuses
 to send, and the check that the service is healthy after each case."""
+
 from __future__ import annotations
 
 import socket
@@ -25,7 +26,9 @@ def stays_healthy(http, service):
     """After every case: /healthz 200 and a normal request succeeds."""
     yield
     assert http.get("/healthz").status_code == 200
-    r = http.post("/v1/inference", json={**E5, "inputs": {"text": "still here"}}, headers=service.headers())
+    r = http.post(
+        "/v1/inference", json={**E5, "inputs": {"text": "still here"}}, headers=service.headers()
+    )
     assert r.status_code == 200 and r.json()["data"]["dimensions"] == 384, r.text
 
 
@@ -61,9 +64,19 @@ def _expected(data: bytes) -> int:
     return 1 << 62  # read to close
 
 
-def raw_post(service, path: str, headers: dict[str, bytes], body: bytes = b"", content_length: int | None = None):
-    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close",
-             b"Content-Type: application/json",
-             b"Content-Length: " + str(len(body) if content_length is None else content_length).encode()]
+def raw_post(
+    service,
+    path: str,
+    headers: dict[str, bytes],
+    body: bytes = b"",
+    content_length: int | None = None,
+):
+    lines = [
+        f"POST {path} HTTP/1.1".encode(),
+        b"Host: 127.0.0.1",
+        b"Connection: close",
+        b"Content-Type: application/json",
+        b"Content-Length: " + str(len(body) if content_length is None else content_length).encode(),
+    ]
     lines += [k.encode() + b": " + v for k, v in headers.items()]
     return raw(service, b"\r\n".join(lines) + b"\r\n\r\n" + body)

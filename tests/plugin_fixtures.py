@@ -2,19 +2,21 @@
 one that fails to import, one with an invalid manifest, one whose load() raises, one that raises
 during inference on request, one that returns garbage outputs, and a scaffolded one
 (`rawinfer plugins new my_text_embedder`). All ask for a sliver of CPU (Ray sees 2 here)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-HEADER = '''from __future__ import annotations
+HEADER = """from __future__ import annotations
 from typing import Literal
 from pydantic import BaseModel
 from rawinfer.plugins.api import Batching, Manifest, Plugin, Resources
-'''
+"""
 
 PLUGINS = {
     "broken_import": HEADER + "import rawinfer_no_such_module  # noqa\n",
-    "bad_manifest": HEADER + '''
+    "bad_manifest": HEADER
+    + """
 class BadManifest(Plugin):
     class Inputs(BaseModel):
         text: str
@@ -24,8 +26,9 @@ class BadManifest(Plugin):
                         example={"text": "x"})
     def infer(self, inputs, parameters):
         return [{"text": x.text} for x in inputs]
-''',
-    "load_fails": HEADER + '''
+""",
+    "load_fails": HEADER
+    + """
 class LoadFails(Plugin):
     class Inputs(BaseModel):
         text: str
@@ -37,8 +40,9 @@ class LoadFails(Plugin):
         raise RuntimeError("weights file missing: demo")
     def infer(self, inputs, parameters):
         return [{"text": x.text} for x in inputs]
-''',
-    "echo_raiser": HEADER + '''
+""",
+    "echo_raiser": HEADER
+    + '''
 class EchoRaiser(Plugin):
     """Echoes text; raises on the text "boom" (a batch holding it must not fail the others)."""
     class Inputs(BaseModel):
@@ -55,7 +59,8 @@ class EchoRaiser(Plugin):
             raise ValueError("boom: a secret-looking internal message that must not reach clients")
         return [self.Outputs(text=x.text.upper() if p.upper else x.text) for x, p in zip(inputs, parameters)]
 ''',
-    "garbage_outputs": HEADER + '''
+    "garbage_outputs": HEADER
+    + """
 class GarbageOutputs(Plugin):
     class Inputs(BaseModel):
         mode: Literal["ok", "wrong_type", "missing_field", "not_a_dict", "wrong_count"]
@@ -70,7 +75,7 @@ class GarbageOutputs(Plugin):
             return []
         return [{"ok": {"score": 0.5}, "wrong_type": {"score": "high"}, "missing_field": {},
                  "not_a_dict": "0.5"}[mode]]
-''',
+""",
 }
 
 
@@ -82,5 +87,7 @@ def write_test_plugins(folder: Path) -> Path:
         (folder / name).mkdir()
         (folder / name / "plugin.py").write_text(source)
     made = scaffold("my_text_embedder", folder) / "plugin.py"
-    made.write_text(made.read_text().replace("Resources(num_cpus=0.05)", "Resources(num_cpus=0.01)"))
+    made.write_text(
+        made.read_text().replace("Resources(num_cpus=0.05)", "Resources(num_cpus=0.01)")
+    )
     return folder

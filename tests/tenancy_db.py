@@ -4,6 +4,7 @@ PostgreSQL that scripts/postgres.sh installs and starts once per test session.
 `RAWINFER_TEST_POSTGRES_URL` (a SQLAlchemy URL whose user may CREATE DATABASE) points the tests at
 another server instead. If PostgreSQL cannot be started, the PostgreSQL tests fail (never skip).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,10 +27,17 @@ def start_postgres() -> str:
     url = os.environ.get("RAWINFER_TEST_POSTGRES_URL")
     if url:
         return url
-    r = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if r.returncode != 0 or not r.stdout.strip():
-        pytest.fail(f"PostgreSQL could not be started by scripts/postgres.sh (rc={r.returncode}):\n{r.stderr[-3000:]}",
-                    pytrace=False)
+        pytest.fail(
+            f"PostgreSQL could not be started by scripts/postgres.sh (rc={r.returncode}):\n{r.stderr[-3000:]}",
+            pytrace=False,
+        )
     return r.stdout.strip().splitlines()[-1]
 
 
@@ -41,8 +49,13 @@ def postgres_outage(url: str):
     admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
-                       "AND pid <> pg_backend_pid()"), {"n": name})
+        c.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"n": name},
+        )
     try:
         yield
     finally:

@@ -4,6 +4,7 @@
 the adapter's `settings_model`, e.g. `GoogleSettings`) or from a plain dict of the same fields.
 The SDKs are imported when an adapter first calls its provider, not here.
 """
+
 from __future__ import annotations
 
 from models.providers.anthropic import AnthropicAdapter
@@ -15,5 +16,12 @@ ADAPTERS: dict[str, type[ProviderAdapter]] = {
     cls.name: cls for cls in (OpenAIAdapter, GoogleAdapter, AnthropicAdapter)
 }
 
-__all__ = ["ADAPTERS", "AnthropicAdapter", "GoogleAdapter", "GoogleSettings", "OpenAIAdapter",
-           "ProviderAdapter", "ProviderSettings"]
+__all__ = [
+    "ADAPTERS",
+    "AnthropicAdapter",
+    "GoogleAdapter",
+    "GoogleSettings",
+    "OpenAIAdapter",
+    "ProviderAdapter",
+    "ProviderSettings",
+]

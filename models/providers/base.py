@@ -15,6 +15,7 @@ Failure mapping (every provider; nothing from a provider becomes a 500):
 - A call that runs out of time (the SDK's timeout or the request deadline) -> DeadlineExceeded.
 The SDKs' own retries are switched off (max_retries=0 / one attempt) so the deadline is ours.
 """
+
 from __future__ import annotations
 
 import abc
@@ -31,7 +32,13 @@ from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping, TypeVa
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from rawinfer.contract.errors import DeadlineExceeded, InvalidRequest, ProviderError, RawInferError, Unavailable
+from rawinfer.contract.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ProviderError,
+    RawInferError,
+    Unavailable,
+)
 
 log = logging.getLogger("rawinfer.providers")
 T = TypeVar("T")
@@ -47,7 +54,9 @@ class ProviderSettings(BaseModel):
 
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
-    base_url: str | None = Field(None, description="the provider's API root; None = the SDK's default")
+    base_url: str | None = Field(
+        None, description="the provider's API root; None = the SDK's default"
+    )
     timeout_s: float = Field(60.0, gt=0, description="cap on one provider call")
     max_retries: int = Field(3, ge=0, description="retries of a 429/5xx after the first attempt")
     backoff_base_s: float = Field(0.5, ge=0)
@@ -59,7 +68,9 @@ class ProviderSettings(BaseModel):
             try:
                 text = self.api_key_file.read_text(encoding="utf-8").strip()
             except OSError as e:
-                raise ValueError(f"cannot read api_key_file {self.api_key_file}: {e.strerror}") from None
+                raise ValueError(
+                    f"cannot read api_key_file {self.api_key_file}: {e.strerror}"
+                ) from None
             self.api_key = SecretStr(text) if text else None
         if self.api_key is not None and not self.api_key.get_secret_value().strip():
             self.api_key = None
@@ -70,6 +81,7 @@ class ProviderSettings(BaseModel):
 
 
 # --------------------------------------------------------------------------- failures
+
 
 @dataclass
 class Failure:
@@ -107,7 +119,9 @@ def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
         return None
 
 
-_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{10,}|ya29\.[0-9A-Za-z_\-.]+|Bearer\s+\S+)")
+_KEYLIKE = re.compile(
+    r"(sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{10,}|ya29\.[0-9A-Za-z_\-.]+|Bearer\s+\S+)"
+)
 
 
 def redact(text: str | None, secrets: Iterable[str | None] = ()) -> str | None:
@@ -135,7 +149,10 @@ def body_message(body: Any) -> tuple[str | None, str | None]:
     """(message, type) from a provider's JSON error body: {"error": {...}} or the inner object."""
     if isinstance(body, Mapping):
         inner = body.get("error") if isinstance(body.get("error"), Mapping) else body
-        msg, typ = inner.get("message"), inner.get("type") or inner.get("status") or inner.get("code")
+        msg, typ = (
+            inner.get("message"),
+            inner.get("type") or inner.get("status") or inner.get("code"),
+        )
         return (str(msg) if msg else None), (str(typ) if typ else None)
     if isinstance(body, (str, bytes)):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
@@ -144,6 +161,7 @@ def body_message(body: Any) -> tuple[str | None, str | None]:
 
 
 # --------------------------------------------------------------------------- adapter
+
 
 class ProviderAdapter(abc.ABC):
     """One cloud provider. `run` takes the plain-data request the ingress builds:
@@ -163,7 +181,9 @@ class ProviderAdapter(abc.ABC):
 
     name: ClassVar[str]
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
-    sdk_modules: ClassVar[tuple[str, ...]] = ()  # imported at construction: seconds, never inside a deadline
+    sdk_modules: ClassVar[
+        tuple[str, ...]
+    ] = ()  # imported at construction: seconds, never inside a deadline
 
     def __init__(self, settings: ProviderSettings | Mapping[str, Any] | None = None):
         if settings is None:
@@ -223,34 +243,48 @@ class ProviderAdapter(abc.ABC):
             raise InvalidRequest("a model is required")
         tasks = self.tasks_for(model)
         if not tasks:
-            raise InvalidRequest(f"unknown {self.name} model {model!r}", {"provider": self.name, "model": model})
+            raise InvalidRequest(
+                f"unknown {self.name} model {model!r}", {"provider": self.name, "model": model}
+            )
         if task not in tasks:
-            raise InvalidRequest(f"{self.name}/{model} cannot do {task}; it can do: {', '.join(sorted(tasks))}",
-                                 {"requested_task": task, "supported_tasks": sorted(tasks)})
+            raise InvalidRequest(
+                f"{self.name}/{model} cannot do {task}; it can do: {', '.join(sorted(tasks))}",
+                {"requested_task": task, "supported_tasks": sorted(tasks)},
+            )
         if not self.available_for(model):
-            raise Unavailable(f"the {self.name} provider is not configured on this server (no credentials)",
-                              {"provider": self.name})
+            raise Unavailable(
+                f"the {self.name} provider is not configured on this server (no credentials)",
+                {"provider": self.name},
+            )
         handler = getattr(self, f"_{task}")
         try:
-            return await handler(model, dict(request.get("inputs") or {}), request.get("parameters") or {}, deadline)
+            return await handler(
+                model, dict(request.get("inputs") or {}), request.get("parameters") or {}, deadline
+            )
         except RawInferError:
             raise
         except Exception as e:  # an answer we could not read: the provider's side, never a 500
             log.warning("%s: unreadable answer (%s)", self.name, type(e).__name__)
-            raise ProviderError(f"{self.name} returned an answer this server could not read",
-                                {"provider": self.name, "error_type": type(e).__name__}) from None
+            raise ProviderError(
+                f"{self.name} returned an answer this server could not read",
+                {"provider": self.name, "error_type": type(e).__name__},
+            ) from None
 
     # ---- the retry loop
 
-    async def call(self, attempt: Callable[[float], Awaitable[T]], deadline: Deadline, what: str) -> T:
+    async def call(
+        self, attempt: Callable[[float], Awaitable[T]], deadline: Deadline, what: str
+    ) -> T:
         """`attempt(timeout_s)` (one SDK call) with our retries, bounded by `deadline`."""
         s = self.settings
         retries = 0
         while True:
             remaining = deadline.remaining()
             if remaining <= 0:
-                raise DeadlineExceeded(f"the request deadline passed before {self.name} was asked for {what}",
-                                       {"provider": self.name, "deadline_s": deadline.budget_s})
+                raise DeadlineExceeded(
+                    f"the request deadline passed before {self.name} was asked for {what}",
+                    {"provider": self.name, "deadline_s": deadline.budget_s},
+                )
             per_try = min(s.timeout_s, remaining)
             try:
                 async with asyncio.timeout(per_try):
@@ -264,7 +298,8 @@ class ProviderAdapter(abc.ABC):
             if failure.kind == "timeout":
                 raise DeadlineExceeded(
                     f"{self.name} did not answer {what} within {per_try:.3g} s",
-                    {"provider": self.name, "timeout_s": round(per_try, 3)})
+                    {"provider": self.name, "timeout_s": round(per_try, 3)},
+                )
             if not failure.retryable:
                 raise self.refused(failure)
             if retries >= s.max_retries:
@@ -272,14 +307,23 @@ class ProviderAdapter(abc.ABC):
             if failure.retry_after_s is not None:
                 wait = failure.retry_after_s
             else:
-                wait = random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * (2 ** retries)))
+                wait = random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * (2**retries)))
             if wait + _MIN_ATTEMPT_S >= deadline.remaining():
                 raise DeadlineExceeded(
                     f"{self.name} kept failing ({self._what(failure)}) and the next retry, in {wait:.3g} s, "
-                    f"would pass the request deadline", {**self._details(failure), "retries": retries})
+                    f"would pass the request deadline",
+                    {**self._details(failure), "retries": retries},
+                )
             retries += 1
-            log.warning("%s %s: %s; retry %d/%d in %.3f s", self.name, what, self._what(failure),
-                        retries, s.max_retries, wait)
+            log.warning(
+                "%s %s: %s; retry %d/%d in %.3f s",
+                self.name,
+                what,
+                self._what(failure),
+                retries,
+                s.max_retries,
+                wait,
+            )
             await asyncio.sleep(wait)
 
     def _what(self, f: Failure) -> str:
@@ -307,7 +351,9 @@ class ProviderAdapter(abc.ABC):
         if self._bad_key(f):
             return ProviderError(
                 f"{self.name} refused this server's {self.name} credentials (HTTP {f.status}); this is a server "
-                f"configuration problem: the operator must set a valid {self.name} API key", details)
+                f"configuration problem: the operator must set a valid {self.name} API key",
+                details,
+            )
         text = details.get("provider_message") or "no message"
         return ProviderError(f"{self.name} refused the request (HTTP {f.status}): {text}", details)
 
@@ -316,4 +362,6 @@ class ProviderAdapter(abc.ABC):
         if f.retry_after_s is not None:
             details["retry_after_s"] = round(f.retry_after_s, 3)
         why = "rate-limited this server" if f.status == 429 else f"kept failing ({self._what(f)})"
-        return ProviderError(f"{self.name} {why}; gave up after {retries} retries, try again later", details)
+        return ProviderError(
+            f"{self.name} {why}; gave up after {retries} retries, try again later", details
+        )

@@ -2,6 +2,7 @@
 fetched, parameter validation, running a request's calls concurrently, and turning provider
 answers into the contract's chat/vision data. Plain Python: no Ray, no SDK imports.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,16 +16,24 @@ from rawinfer.contract.errors import InvalidRequest, ProviderError
 
 T = TypeVar("T")
 MAX_CONCURRENT_CALLS = 8  # provider calls in flight for one request (prompts answered concurrently)
-MAX_PROMPTS = 64  # prompts per chat/vision request (each is one provider call), as the local chat engine
+MAX_PROMPTS = (
+    64  # prompts per chat/vision request (each is one provider call), as the local chat engine
+)
 
 # --------------------------------------------------------------------------- media
 
 _MAGIC: tuple[tuple[int, bytes, str, str], ...] = (
-    (0, b"\x89PNG\r\n\x1a\n", "image/png", "png"), (0, b"\xff\xd8\xff", "image/jpeg", "jpg"),
-    (0, b"GIF87a", "image/gif", "gif"), (0, b"GIF89a", "image/gif", "gif"),
-    (0, b"ID3", "audio/mpeg", "mp3"), (0, b"\xff\xfb", "audio/mpeg", "mp3"), (0, b"\xff\xf3", "audio/mpeg", "mp3"),
-    (0, b"fLaC", "audio/flac", "flac"), (0, b"OggS", "audio/ogg", "ogg"),
-    (0, b"\x1a\x45\xdf\xa3", "video/webm", "webm"), (4, b"ftyp", "video/mp4", "mp4"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+    (0, b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (0, b"GIF87a", "image/gif", "gif"),
+    (0, b"GIF89a", "image/gif", "gif"),
+    (0, b"ID3", "audio/mpeg", "mp3"),
+    (0, b"\xff\xfb", "audio/mpeg", "mp3"),
+    (0, b"\xff\xf3", "audio/mpeg", "mp3"),
+    (0, b"fLaC", "audio/flac", "flac"),
+    (0, b"OggS", "audio/ogg", "ogg"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm", "webm"),
+    (4, b"ftyp", "video/mp4", "mp4"),
 )
 
 
@@ -33,7 +42,7 @@ def sniff(data: bytes) -> tuple[str, str] | None:
     if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
         return ("image/webp", "webp") if data[8:12] == b"WEBP" else ("audio/wav", "wav")
     for offset, magic, mime, ext in _MAGIC:
-        if data[offset:offset + len(magic)] == magic:
+        if data[offset : offset + len(magic)] == magic:
             return mime, ext
     return None
 
@@ -52,27 +61,37 @@ def media_of(inputs: Mapping[str, Any], kind: str) -> tuple[bytes, str | None, s
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
-def image_of(inputs: Mapping[str, Any], accepted: tuple[str, ...] = IMAGE_TYPES) -> tuple[bytes, str]:
+def image_of(
+    inputs: Mapping[str, Any], accepted: tuple[str, ...] = IMAGE_TYPES
+) -> tuple[bytes, str]:
     """(bytes, mime) of the request's image, refused (400) unless its type is `accepted`."""
     data, mime, _ = media_of(inputs, "image")
     if mime not in accepted:
-        raise InvalidRequest(f"the image must be {', '.join(t.split('/')[1].upper() for t in accepted)}; "
-                             f"got {mime or 'an unrecognised format'}")
+        raise InvalidRequest(
+            f"the image must be {', '.join(t.split('/')[1].upper() for t in accepted)}; "
+            f"got {mime or 'an unrecognised format'}"
+        )
     return data, mime
 
 
-def parse_params(model: type[BaseModel], raw: Mapping[str, Any] | None, where: str = "parameters") -> Any:
+def parse_params(
+    model: type[BaseModel], raw: Mapping[str, Any] | None, where: str = "parameters"
+) -> Any:
     """`parameters` (or `inputs`) validated by a pydantic model; errors become a 400 naming the field."""
     try:
         return model.model_validate(dict(raw or {}))
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidRequest(f"{where}{'.' + field if field else ''}: {first.get('msg')}",
-                             {"errors": [{"loc": list(x.get("loc", ())), "msg": x.get("msg")} for x in e.errors()]}) from None
+        raise InvalidRequest(
+            f"{where}{'.' + field if field else ''}: {first.get('msg')}",
+            {"errors": [{"loc": list(x.get("loc", ())), "msg": x.get("msg")} for x in e.errors()]},
+        ) from None
 
 
-async def run_all(factories: list[Callable[[], Awaitable[T]]], limit: int = MAX_CONCURRENT_CALLS) -> list[T]:
+async def run_all(
+    factories: list[Callable[[], Awaitable[T]]], limit: int = MAX_CONCURRENT_CALLS
+) -> list[T]:
     """Run the calls concurrently (at most `limit` at once), in order; the first failure cancels
     the rest and is raised as is."""
     if not factories:
@@ -98,6 +117,7 @@ async def run_all(factories: list[Callable[[], Awaitable[T]]], limit: int = MAX_
 
 # --------------------------------------------------------------------------- chat helpers
 
+
 @dataclass
 class Completion:
     """One provider answer, before it becomes a contract response item."""
@@ -111,7 +131,9 @@ class Completion:
     has_parsed: bool = False
 
 
-def chat_conversations(task: str, inputs: Mapping[str, Any]) -> tuple[str | None, list[list[dict[str, str]]]]:
+def chat_conversations(
+    task: str, inputs: Mapping[str, Any]
+) -> tuple[str | None, list[list[dict[str, str]]]]:
     """(system, conversations): one user turn per prompt, or the one `messages` conversation
     (which may hold system turns). Re-checks the contract's input shape."""
     from rawinfer.contract import ChatInputs
@@ -125,11 +147,15 @@ def chat_conversations(task: str, inputs: Mapping[str, Any]) -> tuple[str | None
     if parsed.messages is not None:
         return None, [[m.model_dump() for m in parsed.messages]]
     if len(parsed.prompts or []) > MAX_PROMPTS:
-        raise InvalidRequest(f"at most {MAX_PROMPTS} prompts per request, got {len(parsed.prompts or [])}")
+        raise InvalidRequest(
+            f"at most {MAX_PROMPTS} prompts per request, got {len(parsed.prompts or [])}"
+        )
     return parsed.system, [[{"role": "user", "content": p}] for p in parsed.prompts or []]
 
 
-def split_system(messages: list[dict[str, str]], system: str | None) -> tuple[str | None, list[dict[str, str]]]:
+def split_system(
+    messages: list[dict[str, str]], system: str | None
+) -> tuple[str | None, list[dict[str, str]]]:
     """System turns joined into one system text (for APIs that take it apart), the rest."""
     parts = [system] if system else []
     parts += [m["content"] for m in messages if m["role"] == "system"]
@@ -138,10 +164,16 @@ def split_system(messages: list[dict[str, str]], system: str | None) -> tuple[st
 
 def set_params(params: Any, *names: str) -> dict[str, Any]:
     """The sampling parameters the client gave explicitly (the provider's defaults otherwise)."""
-    return {n: getattr(params, n) for n in names if n in params.model_fields_set and getattr(params, n) is not None}
+    return {
+        n: getattr(params, n)
+        for n in names
+        if n in params.model_fields_set and getattr(params, n) is not None
+    }
 
 
-def chat_data(provider: str, completions: list[Completion], params: Any, model: str) -> dict[str, Any]:
+def chat_data(
+    provider: str, completions: list[Completion], params: Any, model: str
+) -> dict[str, Any]:
     """The contract's chat/vision result from provider answers; with a schema, each answer must
     parse and validate (a provider answer that does not -> ProviderError)."""
     items = []
@@ -154,13 +186,22 @@ def chat_data(provider: str, completions: list[Completion], params: Any, model: 
                 parsed = c.parsed if c.has_parsed else json.loads(c.text)
                 jsonschema.validate(parsed, params.json_schema)
             except (ValueError, jsonschema.ValidationError) as e:
-                hint = f"; the output was cut at max_tokens={params.max_tokens}, raise it" if c.finish == "length" else ""
-                raise ProviderError(f"{provider}'s output does not match parameters.schema "
-                                    f"({str(e).splitlines()[0][:200]}){hint}", {"provider": provider}) from None
+                hint = (
+                    f"; the output was cut at max_tokens={params.max_tokens}, raise it"
+                    if c.finish == "length"
+                    else ""
+                )
+                raise ProviderError(
+                    f"{provider}'s output does not match parameters.schema "
+                    f"({str(e).splitlines()[0][:200]}){hint}",
+                    {"provider": provider},
+                ) from None
             item["parsed"] = parsed
         items.append(item)
     prompt = sum(c.prompt_tokens for c in completions)
     completion = sum(c.completion_tokens for c in completions)
-    return {"data": {"responses": items},
-            "model": next((c.model for c in completions if c.model), model),
-            "tokens_used": {"prompt": prompt, "completion": completion, "total": prompt + completion}}
+    return {
+        "data": {"responses": items},
+        "model": next((c.model for c in completions if c.model), model),
+        "tokens_used": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+    }

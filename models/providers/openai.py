@@ -15,53 +15,104 @@ Decisions:
   have no OpenAI counterpart and are accepted without effect; OpenAI's language name ("english")
   is reported as the code ("en") the local engines report; tokens_used is null (billed by time).
 """
+
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from rawinfer.contract import ChatParams
-from models.providers.base import Deadline, Failure, ProviderAdapter, body_message, retry_after_from_headers
-from models.providers.helpers import (
-    Completion, chat_conversations, chat_data, image_of, media_of, parse_params, run_all, set_params, sniff,
+from models.providers.base import (
+    Deadline,
+    Failure,
+    ProviderAdapter,
+    body_message,
+    retry_after_from_headers,
 )
-from rawinfer.contract.transcription import LANGUAGE_BY_NAME, TranscriptionParams
+from models.providers.helpers import (
+    Completion,
+    chat_conversations,
+    chat_data,
+    image_of,
+    media_of,
+    parse_params,
+    run_all,
+    set_params,
+    sniff,
+)
+from rawinfer.contract import ChatParams
 from rawinfer.contract.errors import InvalidRequest, ProviderError
+from rawinfer.contract.transcription import LANGUAGE_BY_NAME, TranscriptionParams
 
 _CHAT_VISION = frozenset({"chat", "vision"})
-_EXACT: dict[str, frozenset[str]] = {"whisper-1": frozenset({"transcription"}), "gpt-4": frozenset({"chat"})}
+_EXACT: dict[str, frozenset[str]] = {
+    "whisper-1": frozenset({"transcription"}),
+    "gpt-4": frozenset({"chat"}),
+}
 # first matching prefix wins
 _PREFIXES: tuple[tuple[str, frozenset[str]], ...] = (
     ("text-embedding-", frozenset({"text_embedding"})),
-    ("gpt-3.5", frozenset({"chat"})), ("gpt-4-0", frozenset({"chat"})), ("gpt-4-32k", frozenset({"chat"})),
-    ("o1-mini", frozenset({"chat"})), ("o3-mini", frozenset({"chat"})),
-    ("gpt-4o-transcribe", frozenset()), ("gpt-4o-mini-transcribe", frozenset()), ("gpt-4o-mini-tts", frozenset()),
-    ("gpt-4o-realtime", frozenset()), ("gpt-4o-audio", frozenset()), ("gpt-image", frozenset()),
-    ("gpt-", _CHAT_VISION), ("chatgpt-", _CHAT_VISION), ("o1", _CHAT_VISION), ("o3", _CHAT_VISION),
+    ("gpt-3.5", frozenset({"chat"})),
+    ("gpt-4-0", frozenset({"chat"})),
+    ("gpt-4-32k", frozenset({"chat"})),
+    ("o1-mini", frozenset({"chat"})),
+    ("o3-mini", frozenset({"chat"})),
+    ("gpt-4o-transcribe", frozenset()),
+    ("gpt-4o-mini-transcribe", frozenset()),
+    ("gpt-4o-mini-tts", frozenset()),
+    ("gpt-4o-realtime", frozenset()),
+    ("gpt-4o-audio", frozenset()),
+    ("gpt-image", frozenset()),
+    ("gpt-", _CHAT_VISION),
+    ("chatgpt-", _CHAT_VISION),
+    ("o1", _CHAT_VISION),
+    ("o3", _CHAT_VISION),
     ("o4", _CHAT_VISION),
 )
 _MAX_EMBED_BATCH = 2048  # OpenAI's cap on inputs per embeddings request
 _AUDIO_EXTS = {"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"}
-_AUDIO_MIME_EXT = {"audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
-                   "audio/wave": "wav", "audio/flac": "flac", "audio/ogg": "ogg", "audio/webm": "webm",
-                   "video/webm": "webm", "audio/mp4": "m4a", "audio/x-m4a": "m4a", "video/mp4": "mp4"}
+_AUDIO_MIME_EXT = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/flac": "flac",
+    "audio/ogg": "ogg",
+    "audio/webm": "webm",
+    "video/webm": "webm",
+    "audio/mp4": "m4a",
+    "audio/x-m4a": "m4a",
+    "video/mp4": "mp4",
+}
 
 
 class OpenAIAdapter(ProviderAdapter):
     name = "openai"
-    sdk_modules = ("openai", "openai.resources.chat", "openai.resources.embeddings", "openai.resources.audio")
+    sdk_modules = (
+        "openai",
+        "openai.resources.chat",
+        "openai.resources.embeddings",
+        "openai.resources.audio",
+    )
 
     def tasks_for(self, model: str) -> set[str]:
         if model in _EXACT:
             return set(_EXACT[model])
-        return set(next((tasks for prefix, tasks in _PREFIXES if model.startswith(prefix)), frozenset()))
+        return set(
+            next((tasks for prefix, tasks in _PREFIXES if model.startswith(prefix)), frozenset())
+        )
 
     def client(self):
         def make():
             from openai import AsyncOpenAI
 
-            return AsyncOpenAI(api_key=self.settings.key(), base_url=self.settings.base_url or None,
-                               timeout=self.settings.timeout_s, max_retries=0)
+            return AsyncOpenAI(
+                api_key=self.settings.key(),
+                base_url=self.settings.base_url or None,
+                timeout=self.settings.timeout_s,
+                max_retries=0,
+            )
+
         return self._loop_client(make)
 
     def classify(self, exc: BaseException) -> Failure | None:
@@ -73,23 +124,39 @@ class OpenAIAdapter(ProviderAdapter):
             return Failure("connection")
         if isinstance(exc, openai.APIStatusError):
             message, typ = body_message(exc.body)
-            return Failure("status", exc.status_code, message or exc.message, typ,
-                           retry_after_from_headers(exc.response.headers))
+            return Failure(
+                "status",
+                exc.status_code,
+                message or exc.message,
+                typ,
+                retry_after_from_headers(exc.response.headers),
+            )
         return None
 
     # ---- chat / vision
 
-    async def _complete(self, model: str, messages: list[dict], params: ChatParams, deadline: Deadline) -> Completion:
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "max_completion_tokens": params.max_tokens,
-                                  **set_params(params, "temperature", "top_p", "seed")}
+    async def _complete(
+        self, model: str, messages: list[dict], params: ChatParams, deadline: Deadline
+    ) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_completion_tokens": params.max_tokens,
+            **set_params(params, "temperature", "top_p", "seed"),
+        }
         if params.stop is not None:
             kwargs["stop"] = params.stop_list()
         if params.json_schema is not None:
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "output", "schema": params.json_schema, "strict": True}}
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": params.json_schema, "strict": True},
+            }
         client = self.client()
-        resp = await self.call(lambda t: client.chat.completions.create(**kwargs, timeout=t), deadline,
-                               "the chat completion")
+        resp = await self.call(
+            lambda t: client.chat.completions.create(**kwargs, timeout=t),
+            deadline,
+            "the chat completion",
+        )
         if not resp.choices:
             raise ProviderError("openai answered with no choices", {"provider": self.name})
         choice = resp.choices[0]
@@ -99,19 +166,42 @@ class OpenAIAdapter(ProviderAdapter):
                 raise ProviderError(f"openai refused to answer: {refusal}", {"provider": self.name})
             text = refusal
         usage = resp.usage
-        return Completion(text or "", "length" if choice.finish_reason == "length" else "stop",
-                          usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, resp.model)
+        return Completion(
+            text or "",
+            "length" if choice.finish_reason == "length" else "stop",
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            resp.model,
+        )
 
-    async def _answer(self, task: str, model: str, inputs: dict, parameters: dict, deadline: Deadline,
-                      image_part: dict | None) -> dict:
+    async def _answer(
+        self,
+        task: str,
+        model: str,
+        inputs: dict,
+        parameters: dict,
+        deadline: Deadline,
+        image_part: dict | None,
+    ) -> dict:
         params = parse_params(ChatParams, parameters)
         system, conversations = chat_conversations(task, inputs)
         head = [{"role": "system", "content": system}] if system is not None else []
         if image_part is not None:
-            conversations = [[{"role": "user", "content": [{"type": "text", "text": conv[0]["content"]}, image_part]}]
-                             for conv in conversations]
-        done = await run_all([lambda c=conv: self._complete(model, head + c, params, deadline)
-                              for conv in conversations])
+            conversations = [
+                [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": conv[0]["content"]}, image_part],
+                    }
+                ]
+                for conv in conversations
+            ]
+        done = await run_all(
+            [
+                lambda c=conv: self._complete(model, head + c, params, deadline)
+                for conv in conversations
+            ]
+        )
         return chat_data(self.name, done, params, model)
 
     async def _chat(self, model: str, inputs: dict, parameters: dict, deadline: Deadline) -> dict:
@@ -122,12 +212,20 @@ class OpenAIAdapter(ProviderAdapter):
 
         data, mime = image_of(inputs)
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-        return await self._answer("vision", model, inputs, parameters, deadline,
-                                  {"type": "image_url", "image_url": {"url": url}})
+        return await self._answer(
+            "vision",
+            model,
+            inputs,
+            parameters,
+            deadline,
+            {"type": "image_url", "image_url": {"url": url}},
+        )
 
     # ---- embeddings
 
-    async def _text_embedding(self, model: str, inputs: dict, parameters: dict, deadline: Deadline) -> dict:
+    async def _text_embedding(
+        self, model: str, inputs: dict, parameters: dict, deadline: Deadline
+    ) -> dict:
         from rawinfer.contract import TextEmbeddingParams, TextInputs
 
         texts_in = parse_params(TextInputs, inputs, "inputs")
@@ -136,31 +234,57 @@ class OpenAIAdapter(ProviderAdapter):
         client = self.client()
 
         async def batch(chunk: list[str]):
-            return await self.call(lambda t: client.embeddings.create(
-                model=model, input=chunk, encoding_format="float", timeout=t), deadline, "the embeddings")
+            return await self.call(
+                lambda t: client.embeddings.create(
+                    model=model, input=chunk, encoding_format="float", timeout=t
+                ),
+                deadline,
+                "the embeddings",
+            )
 
-        answers = await run_all([lambda c=texts[i:i + _MAX_EMBED_BATCH]: batch(c)
-                                 for i in range(0, len(texts), _MAX_EMBED_BATCH)])
-        vectors = [list(map(float, d.embedding)) for a in answers for d in sorted(a.data, key=lambda d: d.index)]
+        answers = await run_all(
+            [
+                lambda c=texts[i : i + _MAX_EMBED_BATCH]: batch(c)
+                for i in range(0, len(texts), _MAX_EMBED_BATCH)
+            ]
+        )
+        vectors = [
+            list(map(float, d.embedding))
+            for a in answers
+            for d in sorted(a.data, key=lambda d: d.index)
+        ]
         if len(vectors) != len(texts):
-            raise ProviderError(f"openai returned {len(vectors)} embeddings for {len(texts)} texts",
-                                {"provider": self.name})
+            raise ProviderError(
+                f"openai returned {len(vectors)} embeddings for {len(texts)} texts",
+                {"provider": self.name},
+            )
         if params.normalize:
             vectors = [_unit(v) for v in vectors]
         dims = len(vectors[0])
-        data = {"embedding": vectors[0], "dimensions": dims} if texts_in.text is not None else \
-            {"embeddings": vectors, "dimensions": dims}
+        data = (
+            {"embedding": vectors[0], "dimensions": dims}
+            if texts_in.text is not None
+            else {"embeddings": vectors, "dimensions": dims}
+        )
         prompt = sum(a.usage.prompt_tokens for a in answers if a.usage)
-        return {"data": data, "model": answers[0].model or model,
-                "tokens_used": {"prompt": prompt, "completion": 0, "total": prompt}}
+        return {
+            "data": data,
+            "model": answers[0].model or model,
+            "tokens_used": {"prompt": prompt, "completion": 0, "total": prompt},
+        }
 
     # ---- transcription
 
-    async def _transcription(self, model: str, inputs: dict, parameters: dict, deadline: Deadline) -> dict:
+    async def _transcription(
+        self, model: str, inputs: dict, parameters: dict, deadline: Deadline
+    ) -> dict:
         data, mime, filename = media_of(inputs, "audio")
         params = parse_params(TranscriptionParams, parameters)
-        kwargs: dict[str, Any] = {"file": (_upload_name(filename, mime, data), data, mime or "application/octet-stream"),
-                                  "model": model, "response_format": "verbose_json"}
+        kwargs: dict[str, Any] = {
+            "file": (_upload_name(filename, mime, data), data, mime or "application/octet-stream"),
+            "model": model,
+            "response_format": "verbose_json",
+        }
         client = self.client()
         if params.task == "translate":
             create = client.audio.translations.create
@@ -174,20 +298,40 @@ class OpenAIAdapter(ProviderAdapter):
         duration = round(float(getattr(resp, "duration", 0.0) or 0.0), 3)
         segments = []
         for seg in getattr(resp, "segments", None) or []:
-            segments.append({"start": round(float(seg.start), 3), "end": round(float(seg.end), 3),
-                             "text": seg.text.strip()})
+            segments.append(
+                {
+                    "start": round(float(seg.start), 3),
+                    "end": round(float(seg.end), 3),
+                    "text": seg.text.strip(),
+                }
+            )
         words = getattr(resp, "words", None) or []
         if params.word_timestamps and params.task == "transcribe" and segments:
             for item in segments:
                 item["words"] = []
             for w in words:  # each word goes to the last segment that starts at or before it
-                home = next((s for s in reversed(segments) if s["start"] <= float(w.start)), segments[0])
-                home["words"].append({"start": round(float(w.start), 3), "end": round(float(w.end), 3),
-                                      "word": w.word.strip()})
+                home = next(
+                    (s for s in reversed(segments) if s["start"] <= float(w.start)), segments[0]
+                )
+                home["words"].append(
+                    {
+                        "start": round(float(w.start), 3),
+                        "end": round(float(w.end), 3),
+                        "word": w.word.strip(),
+                    }
+                )
         language = str(getattr(resp, "language", "") or params.language or "")
         language = LANGUAGE_BY_NAME.get(language.lower(), language)
-        return {"data": {"text": (resp.text or "").strip(), "language": language, "duration": duration,
-                         "segments": segments}, "model": model, "tokens_used": None}
+        return {
+            "data": {
+                "text": (resp.text or "").strip(),
+                "language": language,
+                "duration": duration,
+                "segments": segments,
+            },
+            "model": model,
+            "tokens_used": None,
+        }
 
 
 def _unit(v: list[float]) -> list[float]:
@@ -200,8 +344,12 @@ def _upload_name(filename: str | None, mime: str | None, data: bytes) -> str:
     if filename and "." in filename and filename.rsplit(".", 1)[1].lower() in _AUDIO_EXTS:
         return filename.rsplit("/", 1)[-1]
     found = sniff(data)
-    ext = _AUDIO_MIME_EXT.get(mime or "") or (found[1] if found and found[1] in _AUDIO_EXTS else None)
+    ext = _AUDIO_MIME_EXT.get(mime or "") or (
+        found[1] if found and found[1] in _AUDIO_EXTS else None
+    )
     if ext is None:
-        raise InvalidRequest("the audio format is not recognised; OpenAI accepts flac, m4a, mp3, mp4, mpeg, "
-                             "mpga, ogg, wav and webm")
+        raise InvalidRequest(
+            "the audio format is not recognised; OpenAI accepts flac, m4a, mp3, mp4, mpeg, "
+            "mpga, ogg, wav and webm"
+        )
     return f"audio.{ext}"

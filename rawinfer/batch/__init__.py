@@ -23,6 +23,7 @@ submit`) joins that cluster; otherwise a small local Ray is started for the run.
 This module imports only the standard library at import time (the CLI imports it); Ray, Ray Data,
 numpy and httpx are imported when a run starts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,9 @@ FATAL_STATUSES = frozenset({401, 403, 404})
 PROGRESS_FORMAT = 1
 WINDOW_LINES = 4096  # lines handed to Ray Data at once (bounds the driver's memory)
 WINDOW_BYTES = 64 * 1024 * 1024
-MAX_BLOCK_LINES = 8  # lines per Ray Data block: a block's results come back (and are saved) together
+MAX_BLOCK_LINES = (
+    8  # lines per Ray Data block: a block's results come back (and are saved) together
+)
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 300.0
@@ -89,17 +92,23 @@ def progress_path(output: Path | str) -> Path:
     return output.with_name(stem + ".progress.jsonl")
 
 
-def error_body(status: int, message: str, details: dict | None = None, request_id: str | None = None) -> dict:
+def error_body(
+    status: int, message: str, details: dict | None = None, request_id: str | None = None
+) -> dict:
     """The contract's error body, for failures that the service did not answer itself."""
-    return {"success": False, "status": status,
-            "error": {"type": error_type(status),
-                      "message": message, "details": details or {}},
-            "request_id": request_id}
+    return {
+        "success": False,
+        "status": status,
+        "error": {"type": error_type(status), "message": message, "details": details or {}},
+        "request_id": request_id,
+    }
 
 
 def record(line: int, status: int, body: Any) -> str:
     key = "response" if status == 200 else "error"
-    return json.dumps({"line": line, "status": status, key: body}, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {"line": line, "status": status, key: body}, ensure_ascii=False, separators=(",", ":")
+    )
 
 
 def check_line(line: int, raw: bytes) -> tuple[str | None, str | None]:
@@ -107,16 +116,26 @@ def check_line(line: int, raw: bytes) -> tuple[str | None, str | None]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return None, record(line, 400, error_body(400, f"line {line} is not valid UTF-8 (byte {e.start})"))
+        return None, record(
+            line, 400, error_body(400, f"line {line} is not valid UTF-8 (byte {e.start})")
+        )
     if not text.strip():
-        return None, record(line, 400, error_body(400, f"line {line} is empty: each line must be a request object"))
+        return None, record(
+            line, 400, error_body(400, f"line {line} is empty: each line must be a request object")
+        )
     try:
         value = json.loads(text)
     except ValueError as e:
         return None, record(line, 400, error_body(400, f"line {line} is not valid JSON: {e}"))
     if not isinstance(value, dict):
-        return None, record(line, 400, error_body(
-            400, f"line {line} is a JSON {type(value).__name__}, not an object: each line must be a request object"))
+        return None, record(
+            line,
+            400,
+            error_body(
+                400,
+                f"line {line} is a JSON {type(value).__name__}, not an object: each line must be a request object",
+            ),
+        )
     return text, None
 
 
@@ -140,7 +159,7 @@ def retry_after_s(value: str | None) -> float | None:
 
 def backoff_s(attempt: int) -> float:
     """Exponential backoff with full jitter in its upper half: 0.25-0.5 s, 0.5-1 s, ... up to 60 s."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt)
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -148,12 +167,22 @@ class Caller:
     """The Ray Data UDF: one per actor, one httpx client each. Takes a batch of
     {"line", "body"} and returns {"line", "status", "record"} (the result line as JSON text)."""
 
-    def __init__(self, url: str, key: Secret, namespace: str | None, timeout_s: float, max_retries: int,
-                 run_id: str):
+    def __init__(
+        self,
+        url: str,
+        key: Secret,
+        namespace: str | None,
+        timeout_s: float,
+        max_retries: int,
+        run_id: str,
+    ):
         import httpx
 
-        headers = {"Authorization": f"Bearer {key.get()}", "Content-Type": "application/json",
-                   "User-Agent": "rawinfer-batch"}
+        headers = {
+            "Authorization": f"Bearer {key.get()}",
+            "Content-Type": "application/json",
+            "User-Agent": "rawinfer-batch",
+        }
         if namespace:
             headers["X-Namespace"] = namespace
         self._client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
@@ -170,8 +199,11 @@ class Caller:
             lines.append(int(n))
             statuses.append(status)
             records.append(record(int(n), status, body_out))
-        return {"line": np.array(lines, dtype=np.int64), "status": np.array(statuses, dtype=np.int64),
-                "record": np.array(records, dtype=object)}
+        return {
+            "line": np.array(lines, dtype=np.int64),
+            "status": np.array(statuses, dtype=np.int64),
+            "record": np.array(records, dtype=object),
+        }
 
     def post(self, line: int, body: str) -> tuple[int, Any]:
         import httpx
@@ -181,15 +213,25 @@ class Caller:
         attempt = 0
         while True:
             try:
-                r = self._client.post("/v1/inference", content=content, headers={"X-Request-Id": rid})
+                r = self._client.post(
+                    "/v1/inference", content=content, headers={"X-Request-Id": rid}
+                )
             except (httpx.ReadTimeout, httpx.WriteTimeout) as e:
                 # sent and not answered in time: the service may still be running it; not retried
-                return 504, error_body(504, f"no answer within {self._timeout_s:g} s (--timeout)",
-                                       {"client_error": type(e).__name__}, rid)
+                return 504, error_body(
+                    504,
+                    f"no answer within {self._timeout_s:g} s (--timeout)",
+                    {"client_error": type(e).__name__},
+                    rid,
+                )
             except httpx.TransportError as e:  # could not connect, pool timeout, connection dropped
                 if attempt >= self._max_retries:
-                    return 503, error_body(503, f"could not reach the service after {attempt + 1} attempts",
-                                           {"client_error": type(e).__name__}, rid)
+                    return 503, error_body(
+                        503,
+                        f"could not reach the service after {attempt + 1} attempts",
+                        {"client_error": type(e).__name__},
+                        rid,
+                    )
                 delay = backoff_s(attempt)
             else:
                 if r.status_code not in RETRY_STATUSES or attempt >= self._max_retries:
@@ -208,12 +250,18 @@ class Caller:
         if r.status_code == 200:
             if isinstance(body, dict):
                 return body
-            return error_body(502, "the service answered 200 with a body that is not a JSON object", {}, rid)
+            return error_body(
+                502, "the service answered 200 with a body that is not a JSON object", {}, rid
+            )
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             return body
         # not the contract's body (a proxy in between, say): keep the status, say what came back
-        return error_body(r.status_code, f"HTTP {r.status_code} without the contract's error body",
-                          {"content_type": r.headers.get("content-type"), "text": r.text[:500]}, rid)
+        return error_body(
+            r.status_code,
+            f"HTTP {r.status_code} without the contract's error body",
+            {"content_type": r.headers.get("content-type"), "text": r.text[:500]},
+            rid,
+        )
 
 
 # ------------------------------------------------------------------------------------ files
@@ -290,10 +338,17 @@ class Journal:
         except ValueError:
             found = None
         if not isinstance(found, dict) or found.get("rawinfer_batch") != PROGRESS_FORMAT:
-            raise BatchError(f"{self.path} is not a rawinfer batch progress file: move it away or delete it")
-        if (found.get("input_sha256"), found.get("lines")) != (header["input_sha256"], header["lines"]):
-            raise BatchError(f"{self.path} belongs to another input (the input file changed since it was "
-                             "started): delete it to start over, or restore that input")
+            raise BatchError(
+                f"{self.path} is not a rawinfer batch progress file: move it away or delete it"
+            )
+        if (found.get("input_sha256"), found.get("lines")) != (
+            header["input_sha256"],
+            header["lines"],
+        ):
+            raise BatchError(
+                f"{self.path} belongs to another input (the input file changed since it was "
+                "started): delete it to start over, or restore that input"
+            )
         for raw in lines[1:]:
             try:
                 rec = json.loads(raw)
@@ -373,7 +428,11 @@ def _preflight(url: str, key: str, namespace: str | None, timeout_s: float) -> N
     last = ""
     for attempt in range(6):
         try:
-            r = httpx.get(url.rstrip("/") + "/v1/inference/models", headers=headers, timeout=min(timeout_s, 30))
+            r = httpx.get(
+                url.rstrip("/") + "/v1/inference/models",
+                headers=headers,
+                timeout=min(timeout_s, 30),
+            )
         except httpx.TransportError as e:
             last = f"cannot reach {url} ({type(e).__name__})"
         else:
@@ -386,7 +445,7 @@ def _preflight(url: str, key: str, namespace: str | None, timeout_s: float) -> N
             if r.status_code not in RETRY_STATUSES:
                 raise BatchError(f"the service refused the run: HTTP {r.status_code}: {message}", 2)
             last = f"HTTP {r.status_code}: {message}"
-        time.sleep(min(2 ** attempt, 10))
+        time.sleep(min(2**attempt, 10))
     raise BatchError(f"the service is not available: {last}", 1)
 
 
@@ -413,10 +472,19 @@ def _run_window(items: list[dict], journal: Journal, caller_kwargs: dict, concur
     per_block = max(1, min(MAX_BLOCK_LINES, math.ceil(len(items) / (concurrency * 4))))
     blocks = math.ceil(len(items) / per_block)
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(Caller, fn_constructor_kwargs=caller_kwargs, batch_size=per_block, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=min(concurrency, blocks)), num_cpus=ACTOR_CPUS)
+    ds = ds.map_batches(
+        Caller,
+        fn_constructor_kwargs=caller_kwargs,
+        batch_size=per_block,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(concurrency, blocks)),
+        num_cpus=ACTOR_CPUS,
+    )
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        results = [(int(n), int(s), str(r)) for n, s, r in zip(batch["line"], batch["status"], batch["record"])]
+        results = [
+            (int(n), int(s), str(r))
+            for n, s, r in zip(batch["line"], batch["status"], batch["record"])
+        ]
         fatal = [(n, s, r) for n, s, r in results if s in FATAL_STATUSES]
         journal.add([x for x in results if x[1] not in FATAL_STATUSES])
         if fatal:
@@ -425,8 +493,11 @@ def _run_window(items: list[dict], journal: Journal, caller_kwargs: dict, concur
                 message = json.loads(r)["error"]["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = ""
-            raise BatchError(f"line {n}: HTTP {s}: {message} — stopping; fix the key or namespace and run "
-                             "the same command again to resume", 3)
+            raise BatchError(
+                f"line {n}: HTTP {s}: {message} — stopping; fix the key or namespace and run "
+                "the same command again to resume",
+                3,
+            )
 
 
 def _start_ray(address: str | None, num_cpus: int) -> bool:
@@ -448,8 +519,10 @@ def _start_ray(address: str | None, num_cpus: int) -> bool:
 def run(args: argparse.Namespace) -> int:
     key = os.environ.get(args.api_key_env, "").strip()
     if not key:
-        raise BatchError(f"set {args.api_key_env} to the API key (the key is read from the environment only; "
-                         "--api-key-env names another variable)")
+        raise BatchError(
+            f"set {args.api_key_env} to the API key (the key is read from the environment only; "
+            "--api-key-env names another variable)"
+        )
     if args.concurrency < 1:
         raise BatchError("--concurrency must be at least 1")
     inp, out = Path(args.input), Path(args.output)
@@ -459,20 +532,36 @@ def run(args: argparse.Namespace) -> int:
         raise BatchError("OUTPUT must not be the input file")
     out.parent.mkdir(parents=True, exist_ok=True)
     total, sha = scan_input(inp)
-    journal = Journal(progress_path(out), {"rawinfer_batch": PROGRESS_FORMAT, "input": str(inp.resolve()),
-                                           "input_sha256": sha, "lines": total})
+    journal = Journal(
+        progress_path(out),
+        {
+            "rawinfer_batch": PROGRESS_FORMAT,
+            "input": str(inp.resolve()),
+            "input_sha256": sha,
+            "lines": total,
+        },
+    )
     done, _ = journal.counts()
     if done:
-        print(f"batch: resuming, {done}/{total} lines already done ({journal.path})", file=sys.stderr, flush=True)
+        print(
+            f"batch: resuming, {done}/{total} lines already done ({journal.path})",
+            file=sys.stderr,
+            flush=True,
+        )
     reporter = _Reporter(journal, total, args.progress_every)
     connected = False
     try:
         if done < total:
             _preflight(args.url, key, args.namespace, args.timeout)
             reporter.start()
-            caller_kwargs = {"url": args.url, "key": Secret(key), "namespace": args.namespace,
-                             "timeout_s": args.timeout, "max_retries": args.max_retries,
-                             "run_id": uuid.uuid4().hex[:12]}
+            caller_kwargs = {
+                "url": args.url,
+                "key": Secret(key),
+                "namespace": args.namespace,
+                "timeout_s": args.timeout,
+                "max_retries": args.max_retries,
+                "run_id": uuid.uuid4().hex[:12],
+            }
             window: list[dict] = []
             size = 0
             invalid: list[tuple[int, int, str]] = []
@@ -514,26 +603,68 @@ def run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ CLI
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="JSONL file: one POST /v1/inference body per line")
-    p.add_argument("output", help="JSONL results, one per input line in input order; progress is kept "
-                                  "beside it in OUTPUT.progress.jsonl until the run is complete")
-    p.add_argument("--url", default=os.environ.get("RAWINFER_URL", DEFAULT_URL),
-                   help=f"the service (default: $RAWINFER_URL or {DEFAULT_URL})")
-    p.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="VAR",
-                   help=f"environment variable holding the API key (default: {DEFAULT_KEY_ENV})")
-    p.add_argument("--namespace", default=os.environ.get("RAWINFER_NAMESPACE"), metavar="NS",
-                   help="X-Namespace: namespace id or name (default: $RAWINFER_NAMESPACE)")
-    p.add_argument("--concurrency", type=int, default=4, metavar="N",
-                   help="requests in flight at once: N Ray actors with one HTTP client each (default: 4)")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to wait for one answer; a line that gets none is a 504 (default: 120)")
-    p.add_argument("--max-retries", type=int, default=8, metavar="N",
-                   help="retries of a 429, 503 or connection failure before it is recorded (default: 8)")
-    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
-                   help="Ray cluster to join (default: $RAY_ADDRESS, set inside `ray job submit`; "
-                        "otherwise a local Ray is started for the run)")
-    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray, when one is started (default: 2)")
-    p.add_argument("--progress-every", type=float, default=2.0, metavar="S",
-                   help="seconds between progress lines (default: 2)")
+    p.add_argument(
+        "output",
+        help="JSONL results, one per input line in input order; progress is kept "
+        "beside it in OUTPUT.progress.jsonl until the run is complete",
+    )
+    p.add_argument(
+        "--url",
+        default=os.environ.get("RAWINFER_URL", DEFAULT_URL),
+        help=f"the service (default: $RAWINFER_URL or {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=DEFAULT_KEY_ENV,
+        metavar="VAR",
+        help=f"environment variable holding the API key (default: {DEFAULT_KEY_ENV})",
+    )
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get("RAWINFER_NAMESPACE"),
+        metavar="NS",
+        help="X-Namespace: namespace id or name (default: $RAWINFER_NAMESPACE)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="requests in flight at once: N Ray actors with one HTTP client each (default: 4)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for one answer; a line that gets none is a 504 (default: 120)",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=8,
+        metavar="N",
+        help="retries of a 429, 503 or connection failure before it is recorded (default: 8)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="Ray cluster to join (default: $RAY_ADDRESS, set inside `ray job submit`; "
+        "otherwise a local Ray is started for the run)",
+    )
+    p.add_argument(
+        "--num-cpus",
+        type=int,
+        default=2,
+        help="CPUs of the local Ray, when one is started (default: 2)",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between progress lines (default: 2)",
+    )
 
 
 def _on_sigterm(signum, frame):  # stop like Ctrl-C, so that the local Ray is shut down
@@ -555,7 +686,9 @@ def command(args: argparse.Namespace) -> None:
         print(f"batch: error: {e}", file=sys.stderr, flush=True)
         code = e.code
     except KeyboardInterrupt:
-        print("batch: interrupted; run the same command again to resume", file=sys.stderr, flush=True)
+        print(
+            "batch: interrupted; run the same command again to resume", file=sys.stderr, flush=True
+        )
         code = 130
     finally:
         if threading.current_thread() is threading.main_thread():
@@ -566,16 +699,23 @@ def command(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds `batch` to the `rawinfer` command's subparsers."""
-    p = subparsers.add_parser("batch", help="run a JSONL file of /v1/inference requests with Ray Data",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "batch",
+        help="run a JSONL file of /v1/inference requests with Ray Data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(p)
     p.set_defaults(fn=command)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="rawinfer batch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rawinfer batch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(p)
     command(p.parse_args(argv))
 

@@ -16,6 +16,7 @@ checked), so it is estimated by inverse propensity from the explored requests: a
 explored with probability τ whose cached answer was judged wrong stands for (1 − τ)/τ wrong hits.
 Summed over the partition's lookups, it is an unbiased estimate of the served error rate.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,26 +24,38 @@ import random
 from pathlib import Path
 from typing import Any
 
-from rawinfer.core.settings import SemanticCacheSettings
 from rawinfer.cache.policy import Action, VerifiedPolicy
 from rawinfer.cache.store import SemanticStore
+from rawinfer.core.settings import SemanticCacheSettings
 
 
 class SemanticCache:
-    def __init__(self, settings: SemanticCacheSettings | None = None, store: SemanticStore | None = None,
-                 rng: random.Random | None = None):
+    def __init__(
+        self,
+        settings: SemanticCacheSettings | None = None,
+        store: SemanticStore | None = None,
+        rng: random.Random | None = None,
+    ):
         self.settings = s = settings or SemanticCacheSettings()
-        self.store = store or SemanticStore(s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef)
+        self.store = store or SemanticStore(
+            s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef
+        )
         self.policy = VerifiedPolicy(s.min_observations, rng or random.Random(s.seed))
         self.stats: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.labels: dict[str, tuple[str, str]] = {}  # partition -> (namespace, target)
         self.version = 0  # bumped by every change (the deployment snapshots when it moved)
 
     @classmethod
-    def restore(cls, path: str | Path, settings: SemanticCacheSettings | None = None,
-                rng: random.Random | None = None) -> "SemanticCache":
+    def restore(
+        cls,
+        path: str | Path,
+        settings: SemanticCacheSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> "SemanticCache":
         s = settings or SemanticCacheSettings()
-        store = SemanticStore.restore(path, s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef)
+        store = SemanticStore.restore(
+            path, s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef
+        )
         cache = cls(s, store, rng)
         for e in store:
             cache.labels[e.partition] = (e.namespace, e.label)
@@ -53,7 +66,9 @@ class SemanticCache:
         self.stats[partition].update(inc)
 
     # ---------------------------------------------------------------- protocol
-    def lookup(self, partition: str, namespace: str, label: str, vector: list[float], delta: float) -> dict[str, Any]:
+    def lookup(
+        self, partition: str, namespace: str, label: str, vector: list[float], delta: float
+    ) -> dict[str, Any]:
         found = self.store.nearest(partition, vector)
         if found is None:
             self._count(partition, namespace, label, lookups=1, misses=1)
@@ -61,7 +76,12 @@ class SemanticCache:
         entry, similarity = found
         decision = self.policy.decide(similarity, delta, entry.observations, entry.fit)
         entry.fit = decision.fit or entry.fit
-        out = {"entry_id": entry.id, "similarity": similarity, "tau": decision.tau, "response": entry.response}
+        out = {
+            "entry_id": entry.id,
+            "similarity": similarity,
+            "tau": decision.tau,
+            "response": entry.response,
+        }
         if decision.action is Action.exploit:
             self.store.touch(entry.id)
             self._count(partition, namespace, label, lookups=1, hits=1)
@@ -69,28 +89,61 @@ class SemanticCache:
         self._count(partition, namespace, label, lookups=1, explores=1)
         return {"action": "explore", **out}
 
-    def observe(self, partition: str, namespace: str, label: str, entry_id: int, similarity: float, correct: bool,
-                tau: float, vector: list[float] | None = None, response: dict[str, Any] | None = None) -> dict[str, Any]:
+    def observe(
+        self,
+        partition: str,
+        namespace: str,
+        label: str,
+        entry_id: int,
+        similarity: float,
+        correct: bool,
+        tau: float,
+        vector: list[float] | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         entry = self.store.get(entry_id)
         if entry is None or entry.partition != partition:
-            return {"applied": False, "reason": "evicted"}  # as the reference: the update is dropped
+            return {
+                "applied": False,
+                "reason": "evicted",
+            }  # as the reference: the update is dropped
         entry.observe(similarity, correct)
-        entry.fit = self.policy.refit(entry.observations)  # here, so that lookups (the hit path) need not fit
+        entry.fit = self.policy.refit(
+            entry.observations
+        )  # here, so that lookups (the hit path) need not fit
         self.store.touch(entry_id)
         weight = (1 - tau) / tau if 0 < tau < 1 else 0.0
-        self._count(partition, namespace, label, observations=1, incorrect=0 if correct else 1,
-                    estimated_errors=0.0 if correct else weight)
+        self._count(
+            partition,
+            namespace,
+            label,
+            observations=1,
+            incorrect=0 if correct else 1,
+            estimated_errors=0.0 if correct else weight,
+        )
         self.version += 1
         added = None
         if not correct and vector is not None and response is not None:
             added = self.store.add(partition, namespace, label, vector, response).id
         return {"applied": True, "added": added}
 
-    def add(self, partition: str, namespace: str, label: str, vector: list[float], response: dict[str, Any]) -> dict[str, Any]:
+    def add(
+        self,
+        partition: str,
+        namespace: str,
+        label: str,
+        vector: list[float],
+        response: dict[str, Any],
+    ) -> dict[str, Any]:
         found = self.store.nearest(partition, vector)
         if found is not None and found[1] >= self.settings.dedupe_similarity:
             entry, similarity = found
-            return {"added": False, "entry_id": entry.id, "similarity": similarity, "response": entry.response}
+            return {
+                "added": False,
+                "entry_id": entry.id,
+                "similarity": similarity,
+                "response": entry.response,
+            }
         entry = self.store.add(partition, namespace, label, vector, response)
         self.labels[partition] = (namespace, label)
         self.version += 1
@@ -112,10 +165,23 @@ class SemanticCache:
                 continue
             c = self.stats.get(p, collections.Counter())
             lookups = c["lookups"]
-            out.append({"partition": p, "namespace": ns, "target": label, "entries": entries.get(p, 0),
-                        "lookups": lookups, "hits": c["hits"], "misses": c["misses"], "explores": c["explores"],
-                        "observations": c["observations"], "incorrect": c["incorrect"],
-                        "estimated_error_rate": round(c["estimated_errors"] / lookups, 6) if lookups else 0.0})
+            out.append(
+                {
+                    "partition": p,
+                    "namespace": ns,
+                    "target": label,
+                    "entries": entries.get(p, 0),
+                    "lookups": lookups,
+                    "hits": c["hits"],
+                    "misses": c["misses"],
+                    "explores": c["explores"],
+                    "observations": c["observations"],
+                    "incorrect": c["incorrect"],
+                    "estimated_error_rate": round(c["estimated_errors"] / lookups, 6)
+                    if lookups
+                    else 0.0,
+                }
+            )
         return out
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +198,16 @@ class SemanticCache:
             return self.clear(args["namespace"])
         if op == "stats":  # entries: the namespace's when one is given; total_entries: all
             parts = self.partition_stats(args.get("namespace"))
-            mine = len(self.store) if args.get("namespace") is None else sum(p["entries"] for p in parts)
-            return {"entries": mine, "total_entries": len(self.store), "max_entries": self.store.max_entries,
-                    "evicted": self.store.evicted, "partitions": parts}
+            mine = (
+                len(self.store)
+                if args.get("namespace") is None
+                else sum(p["entries"] for p in parts)
+            )
+            return {
+                "entries": mine,
+                "total_entries": len(self.store),
+                "max_entries": self.store.max_entries,
+                "evicted": self.store.evicted,
+                "partitions": parts,
+            }
         raise ValueError(f"unknown semantic cache op {op!r}")

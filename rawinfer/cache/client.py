@@ -13,6 +13,7 @@ its answer is returned; then, in a background task off the request path, the ans
 against the cached one and the observation recorded (explore), or added as an entry (miss).
 A failing cache or embedder never fails a request: it is logged and the model answers uncached.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,10 +21,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from rawinfer.contract.errors import from_wire, is_wire_error
-from rawinfer.core.settings import SemanticCacheSettings
 from rawinfer.cache.judge import Judge
 from rawinfer.cache.keys import cache_key, combine
+from rawinfer.contract.errors import from_wire, is_wire_error
+from rawinfer.core.settings import SemanticCacheSettings
 
 log = logging.getLogger("rawinfer.semantic_cache")
 Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -45,8 +46,17 @@ class SemanticCacheClient:
         self.settings, self.cache, self.embed, self.judge = settings, cache, embed, judge
         self.pending: set[asyncio.Task] = set()
 
-    def plan(self, *, enabled: bool, max_error_rate: float | None, task: str, stream: bool, namespace: str,
-             label: str, payload: dict[str, Any]) -> CachePlan | None:
+    def plan(
+        self,
+        *,
+        enabled: bool,
+        max_error_rate: float | None,
+        task: str,
+        stream: bool,
+        namespace: str,
+        label: str,
+        payload: dict[str, Any],
+    ) -> CachePlan | None:
         if not enabled or stream or task not in ("chat", "vision"):
             return None
         temperature = float((payload.get("parameters") or {}).get("temperature", 1.0))
@@ -67,14 +77,24 @@ class SemanticCacheClient:
     async def _vector(self, texts: tuple[str, ...]) -> list[float]:
         return combine(await self.embed(list(texts)))
 
-    async def execute(self, plan: CachePlan, fresh: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    async def execute(
+        self, plan: CachePlan, fresh: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.settings.call_timeout_s):
                 vector = await self._vector(plan.texts)
-                where = {"partition": f"{plan.partition}:{len(vector)}", "namespace": plan.namespace, "label": plan.label}
-                found = await self._ask({"op": "lookup", **where, "vector": vector, "delta": plan.delta})
+                where = {
+                    "partition": f"{plan.partition}:{len(vector)}",
+                    "namespace": plan.namespace,
+                    "label": plan.label,
+                }
+                found = await self._ask(
+                    {"op": "lookup", **where, "vector": vector, "delta": plan.delta}
+                )
         except Exception as e:  # the cache is an optimisation: answer uncached
-            log.warning("semantic cache unavailable (%s: %s); answering uncached", type(e).__name__, e)
+            log.warning(
+                "semantic cache unavailable (%s: %s); answering uncached", type(e).__name__, e
+            )
             return await fresh()
         if found["action"] == "exploit":
             return {**{k: found["response"].get(k) for k in CACHED_FIELDS}, "cache_hit": True}
@@ -88,19 +108,34 @@ class SemanticCacheClient:
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _learn(self, where: dict[str, Any], vector: list[float], found: dict[str, Any],
-                     answer: dict[str, Any]) -> None:
+    async def _learn(
+        self,
+        where: dict[str, Any],
+        vector: list[float],
+        found: dict[str, Any],
+        answer: dict[str, Any],
+    ) -> None:
         """Off the request path: judge an explored answer, or add a missed one as an entry."""
         try:
             if found["action"] == "miss":
-                added = await self._ask({"op": "add", **where, "vector": vector, "response": answer})
+                added = await self._ask(
+                    {"op": "add", **where, "vector": vector, "response": answer}
+                )
                 if added.get("added"):
                     return
                 found = {**added, "tau": 1.0}  # a concurrent miss added it first: judge against it
             correct = await self.judge(answer["data"], found["response"].get("data") or {})
-            await self._ask({"op": "observe", **where, "entry_id": found["entry_id"], "similarity": found["similarity"],
-                             "correct": bool(correct), "tau": found["tau"],
-                             **({} if correct else {"vector": vector, "response": answer})})
+            await self._ask(
+                {
+                    "op": "observe",
+                    **where,
+                    "entry_id": found["entry_id"],
+                    "similarity": found["similarity"],
+                    "correct": bool(correct),
+                    "tau": found["tau"],
+                    **({} if correct else {"vector": vector, "response": answer}),
+                }
+            )
         except Exception:
             log.warning("semantic cache: could not record an observation", exc_info=True)
 

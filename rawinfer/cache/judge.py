@@ -10,6 +10,7 @@ two answers match when they have as many responses and every pair matches.
 - `EmbeddingJudge`: cosine similarity of the two texts' embeddings ≥ a threshold.
 - `LLMJudge`: asks a chat model whether the two answers say the same thing (yes/no).
 """
+
 from __future__ import annotations
 
 import re
@@ -67,7 +68,9 @@ class EmbeddingJudge:
         texts = [normalise(r.get("text", "")) or "-" for pair in pairs for r in pair]
         v = np.asarray(await self.embed(texts), dtype=np.float64)
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        return bool(all(float(v[2 * i] @ v[2 * i + 1]) >= self.threshold for i in range(len(pairs))))
+        return bool(
+            all(float(v[2 * i] @ v[2 * i + 1]) >= self.threshold for i in range(len(pairs)))
+        )
 
 
 JUDGE_PROMPT = (
@@ -93,7 +96,9 @@ class LLMJudge:
         return True
 
 
-def make_judge(kind: str, *, embed: Embed | None = None, ask: Ask | None = None, similarity: float = 0.95) -> Judge:
+def make_judge(
+    kind: str, *, embed: Embed | None = None, ask: Ask | None = None, similarity: float = 0.95
+) -> Judge:
     if kind == "exact":
         return ExactMatchJudge()
     if kind == "embedding":

@@ -16,6 +16,7 @@ leaving one out equals sending its default) and the prompt's structure:
 The embedding's dimension is appended by the caller once known (another embedder, another
 partition).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,16 @@ def cache_key(namespace: str, target: str, task: str, payload: dict[str, Any]) -
     if isinstance(media, (bytes, bytearray)):
         shape["media"] = hashlib.sha256(media).hexdigest()
         shape["media_kind"] = inputs.get("media_kind")
-    blob = orjson.dumps({"namespace": namespace, "target": target, "task": task, "parameters": params,
-                         "shape": shape}, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    blob = orjson.dumps(
+        {
+            "namespace": namespace,
+            "target": target,
+            "task": task,
+            "parameters": params,
+            "shape": shape,
+        },
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+    )
     return CacheKey(hashlib.sha256(blob).hexdigest()[:32], texts)
 
 

@@ -20,6 +20,7 @@ the reference's two priors (0.0, 0) and (1.0, 1).
 Explore with probability τ means a wrong cached answer is served with probability at most
 (1 − τ)(1 − α) ≤ δ, with α a lower confidence bound on P(correct | s).
 """
+
 from __future__ import annotations
 
 import enum
@@ -39,12 +40,48 @@ Z_GRID = norm.ppf(1 - EPSILON_GRID)
 # Var(t̂) for perfectly separated observations, by number of observations (priors included):
 # the reference implementation's offline calibration.
 SEPARATED_VARIANCE = {
-    6: 0.035445, 7: 0.028285, 8: 0.026436, 9: 0.021349, 10: 0.019371, 11: 0.012615, 12: 0.011433,
-    13: 0.010228, 14: 0.009963, 15: 0.009253, 16: 0.011674, 17: 0.013015, 18: 0.010897, 19: 0.011841,
-    20: 0.013081, 21: 0.010585, 22: 0.014255, 23: 0.012058, 24: 0.013002, 25: 0.011715, 26: 0.00839,
-    27: 0.008839, 28: 0.010628, 29: 0.009899, 30: 0.008033, 31: 0.00457, 32: 0.007335, 33: 0.008932,
-    34: 0.00729, 35: 0.007445, 36: 0.00761, 37: 0.011423, 38: 0.011233, 39: 0.006783, 40: 0.005233,
-    41: 0.00872, 42: 0.010005, 43: 0.01199, 44: 0.00977, 45: 0.01891, 46: 0.01513, 47: 0.02109,
+    6: 0.035445,
+    7: 0.028285,
+    8: 0.026436,
+    9: 0.021349,
+    10: 0.019371,
+    11: 0.012615,
+    12: 0.011433,
+    13: 0.010228,
+    14: 0.009963,
+    15: 0.009253,
+    16: 0.011674,
+    17: 0.013015,
+    18: 0.010897,
+    19: 0.011841,
+    20: 0.013081,
+    21: 0.010585,
+    22: 0.014255,
+    23: 0.012058,
+    24: 0.013002,
+    25: 0.011715,
+    26: 0.00839,
+    27: 0.008839,
+    28: 0.010628,
+    29: 0.009899,
+    30: 0.008033,
+    31: 0.00457,
+    32: 0.007335,
+    33: 0.008932,
+    34: 0.00729,
+    35: 0.007445,
+    36: 0.00761,
+    37: 0.011423,
+    38: 0.011233,
+    39: 0.006783,
+    40: 0.005233,
+    41: 0.00872,
+    42: 0.010005,
+    43: 0.01199,
+    44: 0.00977,
+    45: 0.01891,
+    46: 0.01513,
+    47: 0.02109,
     48: 0.01531,
 }
 
@@ -71,7 +108,9 @@ class Decision:
 def separated_variance(n: int) -> float:
     if n in SEPARATED_VARIANCE:
         return SEPARATED_VARIANCE[n]
-    return SEPARATED_VARIANCE[min(SEPARATED_VARIANCE) if n < min(SEPARATED_VARIANCE) else max(SEPARATED_VARIANCE)]
+    return SEPARATED_VARIANCE[
+        min(SEPARATED_VARIANCE) if n < min(SEPARATED_VARIANCE) else max(SEPARATED_VARIANCE)
+    ]
 
 
 def fit(observations: Sequence[tuple[float, int]]) -> Fit | None:
@@ -84,7 +123,9 @@ def fit(observations: Sequence[tuple[float, int]]) -> Fit | None:
     if len(set(y.tolist())) < 2:
         return None
     X = np.column_stack([np.ones_like(s), s])
-    model = LogisticRegression(C=np.inf, solver="lbfgs", tol=1e-8, max_iter=1000, fit_intercept=False)
+    model = LogisticRegression(
+        C=np.inf, solver="lbfgs", tol=1e-8, max_iter=1000, fit_intercept=False
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -104,7 +145,7 @@ def fit(observations: Sequence[tuple[float, int]]) -> Fit | None:
             cov = np.linalg.inv(hessian)
         except np.linalg.LinAlgError:
             return None
-        grad = np.array([-1.0 / gamma, intercept / gamma ** 2])
+        grad = np.array([-1.0 / gamma, intercept / gamma**2])
         var_t = max(0.0, float(grad @ cov @ grad))
         if not math.isfinite(var_t):
             return None
@@ -133,8 +174,13 @@ class VerifiedPolicy:
             return None
         return fit(observations)
 
-    def decide(self, similarity: float, delta: float, observations: Sequence[tuple[float, int]],
-               cached_fit: Fit | None = None) -> Decision:
+    def decide(
+        self,
+        similarity: float,
+        delta: float,
+        observations: Sequence[tuple[float, int]],
+        cached_fit: Fit | None = None,
+    ) -> Decision:
         """`observations` include the priors; `cached_fit` skips refitting unchanged observations."""
         s = round(float(similarity), 3)
         if len(observations) < self.min_observations + len(PRIORS):

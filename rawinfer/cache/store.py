@@ -10,6 +10,7 @@ wherever they are; a partition left empty is dropped.
 atomically (a temporary file beside it, fsync, rename); `SemanticStore.restore(path)` rebuilds
 the indexes from it. Not thread-safe: one owner (the cache deployment's event loop).
 """
+
 from __future__ import annotations
 
 import collections
@@ -58,7 +59,9 @@ class Partition:
     def __init__(self, key: str, dim: int, m: int, ef_construction: int, ef: int):
         self.key, self.dim = key, dim
         self.index = hnswlib.Index(space="cosine", dim=dim)
-        self.index.init_index(max_elements=16, M=m, ef_construction=ef_construction, allow_replace_deleted=True)
+        self.index.init_index(
+            max_elements=16, M=m, ef_construction=ef_construction, allow_replace_deleted=True
+        )
         self.index.set_ef(ef)
         self.live: set[int] = set()
 
@@ -81,7 +84,9 @@ class Partition:
 
 
 class SemanticStore:
-    def __init__(self, max_entries: int = 10_000, *, m: int = 16, ef_construction: int = 100, ef: int = 64):
+    def __init__(
+        self, max_entries: int = 10_000, *, m: int = 16, ef_construction: int = 100, ef: int = 64
+    ):
         self.max_entries = max_entries
         self._hnsw = (m, ef_construction, ef)
         self.entries: collections.OrderedDict[int, Entry] = collections.OrderedDict()  # LRU first
@@ -117,9 +122,17 @@ class SemanticStore:
             self.entries.move_to_end(entry_id)
 
     # ---------------------------------------------------------------- changes
-    def add(self, partition: str, namespace: str, label: str, vector: Any, response: dict[str, Any],
-            observations: list[tuple[float, int]] | None = None, created_at: float | None = None,
-            entry_id: int | None = None) -> Entry:
+    def add(
+        self,
+        partition: str,
+        namespace: str,
+        label: str,
+        vector: Any,
+        response: dict[str, Any],
+        observations: list[tuple[float, int]] | None = None,
+        created_at: float | None = None,
+        entry_id: int | None = None,
+    ) -> Entry:
         v = unit(vector)
         part = self.partitions.get(partition)
         if part is not None and part.dim != v.size:  # another embedder: start the partition afresh
@@ -129,7 +142,9 @@ class SemanticStore:
             self._evict_oldest()
         if part is None:
             part = self.partitions[partition] = Partition(partition, v.size, *self._hnsw)
-        entry = Entry(self.next_id if entry_id is None else entry_id, partition, namespace, label, v, response)
+        entry = Entry(
+            self.next_id if entry_id is None else entry_id, partition, namespace, label, v, response
+        )
         if observations is not None:
             entry.observations = [(float(s), int(c)) for s, c in observations]
         if created_at is not None:
@@ -168,11 +183,30 @@ class SemanticStore:
     def snapshot_arrays(self) -> dict[str, np.ndarray]:
         """Everything in plain arrays (cheap: call it on the owner's loop, write them elsewhere)."""
         entries = list(self.entries.values())  # LRU order, restored as such
-        meta = {"version": SNAPSHOT_VERSION, "next_id": self.next_id, "entries": [
-            {"id": e.id, "partition": e.partition, "namespace": e.namespace, "label": e.label, "dim": int(e.vector.size),
-             "response": e.response, "observations": e.observations, "created_at": e.created_at} for e in entries]}
-        vectors = np.concatenate([e.vector for e in entries]) if entries else np.zeros(0, np.float32)
-        return {"meta": np.frombuffer(orjson.dumps(meta), dtype=np.uint8), "vectors": vectors.astype(np.float32)}
+        meta = {
+            "version": SNAPSHOT_VERSION,
+            "next_id": self.next_id,
+            "entries": [
+                {
+                    "id": e.id,
+                    "partition": e.partition,
+                    "namespace": e.namespace,
+                    "label": e.label,
+                    "dim": int(e.vector.size),
+                    "response": e.response,
+                    "observations": e.observations,
+                    "created_at": e.created_at,
+                }
+                for e in entries
+            ],
+        }
+        vectors = (
+            np.concatenate([e.vector for e in entries]) if entries else np.zeros(0, np.float32)
+        )
+        return {
+            "meta": np.frombuffer(orjson.dumps(meta), dtype=np.uint8),
+            "vectors": vectors.astype(np.float32),
+        }
 
     @staticmethod
     def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
@@ -200,15 +234,25 @@ class SemanticStore:
             meta = orjson.loads(z["meta"].tobytes())
             vectors = z["vectors"]
         if meta.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"{path} is a semantic cache snapshot of version {meta.get('version')}, "
-                             f"not {SNAPSHOT_VERSION}")
+            raise ValueError(
+                f"{path} is a semantic cache snapshot of version {meta.get('version')}, "
+                f"not {SNAPSHOT_VERSION}"
+            )
         offset, rows = 0, []
         for e in meta["entries"]:
-            rows.append((e, vectors[offset:offset + e["dim"]]))
+            rows.append((e, vectors[offset : offset + e["dim"]]))
             offset += e["dim"]
         for e, vector in rows[-max_entries:]:
             # ids kept: observations in flight during a restart still find their entry
-            store.add(e["partition"], e["namespace"], e["label"], vector, e["response"],
-                      [tuple(o) for o in e["observations"]], e["created_at"], entry_id=e["id"])
+            store.add(
+                e["partition"],
+                e["namespace"],
+                e["label"],
+                vector,
+                e["response"],
+                [tuple(o) for o in e["observations"]],
+                e["created_at"],
+                entry_id=e["id"],
+            )
         store.next_id = max(store.next_id, meta["next_id"])
         return store

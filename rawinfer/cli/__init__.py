@@ -1,6 +1,7 @@
 """`rawinfer` command line: organisations, namespaces, keys, limits, usage, the development
 set-up, model preparation. Limits take a number per minute, `default` (the configured default)
 or `unlimited`."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,11 +12,11 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rawinfer.tenancy import admin
 from rawinfer import batch
-from rawinfer.contract.errors import RawInferError
 from rawinfer.cli import plugins as plugins_cli
+from rawinfer.contract.errors import RawInferError
 from rawinfer.core.settings import REPO_ROOT, Settings
+from rawinfer.tenancy import admin
 from rawinfer.tenancy.store import GROUP_BY, UNSET, Store
 
 
@@ -42,8 +43,12 @@ def _table(rows: list[dict]) -> None:
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for row in cells:
-        print("  ".join(v.rjust(w) if v.replace(".", "", 1).isdigit() else v.ljust(w)
-                        for v, w in zip(row, widths)).rstrip())
+        print(
+            "  ".join(
+                v.rjust(w) if v.replace(".", "", 1).isdigit() else v.ljust(w)
+                for v, w in zip(row, widths)
+            ).rstrip()
+        )
 
 
 def _run(coro):
@@ -67,6 +72,7 @@ def limit_arg(value: str):
 def _limits(k) -> str:
     def one(v):
         return "default" if v is None else ("unlimited" if v == 0 else str(v))
+
     return f"rpm={one(k.rpm)} tpm={one(k.tpm)}"
 
 
@@ -87,11 +93,22 @@ def orgs_delete(args) -> None:
 
 # ---------------------------------------------------------------- keys
 def keys_create(args) -> None:
-    expires = datetime.now(timezone.utc) + timedelta(days=args.expires_days) if args.expires_days else None
+    expires = (
+        datetime.now(timezone.utc) + timedelta(days=args.expires_days)
+        if args.expires_days
+        else None
+    )
     try:
-        info, secret = _store(args).create_key(args.name, org=args.org, namespaces=args.namespace or None,
-                                               is_admin=args.admin, expires_at=expires, targets=args.target,
-                                               rpm=args.rpm, tpm=args.tpm)
+        info, secret = _store(args).create_key(
+            args.name,
+            org=args.org,
+            namespaces=args.namespace or None,
+            is_admin=args.admin,
+            expires_at=expires,
+            targets=args.target,
+            rpm=args.rpm,
+            tpm=args.tpm,
+        )
     except ValueError as e:
         sys.exit(f"error: {e}")
     if args.json:
@@ -100,15 +117,32 @@ def keys_create(args) -> None:
     print(f"created key {info.id} ({info.name or 'unnamed'})")
     if info.targets is not None:
         print(f"targets: {', '.join(info.targets)}")
-    print(f"limits: {_limits(info)}" + (f"  expires: {info.expires_at.isoformat()}" if info.expires_at else ""))
+    print(
+        f"limits: {_limits(info)}"
+        + (f"  expires: {info.expires_at.isoformat()}" if info.expires_at else "")
+    )
     print(f"secret (shown once, store it now): {secret}")
 
 
 def keys_list(args) -> None:
-    _print([{"id": k.id, "name": k.name, "org": k.org_id, "namespaces": ",".join(k.namespaces) if k.namespaces else "*",
-             "targets": ",".join(k.targets) if k.targets is not None else "*", "rpm": k.rpm, "tpm": k.tpm,
-             "admin": k.is_admin, "active": k.active(), "expires_at": k.expires_at}
-            for k in _store(args).list_keys(args.org)], args.json)
+    _print(
+        [
+            {
+                "id": k.id,
+                "name": k.name,
+                "org": k.org_id,
+                "namespaces": ",".join(k.namespaces) if k.namespaces else "*",
+                "targets": ",".join(k.targets) if k.targets is not None else "*",
+                "rpm": k.rpm,
+                "tpm": k.tpm,
+                "admin": k.is_admin,
+                "active": k.active(),
+                "expires_at": k.expires_at,
+            }
+            for k in _store(args).list_keys(args.org)
+        ],
+        args.json,
+    )
 
 
 def keys_show(args) -> None:
@@ -124,9 +158,15 @@ def keys_update(args) -> None:
     if args.all_namespaces or args.namespace:
         fields["namespaces"] = None if args.all_namespaces else args.namespace
     if args.never_expires or args.expires_days:
-        fields["expires_at"] = None if args.never_expires else datetime.now(timezone.utc) + timedelta(days=args.expires_days)
+        fields["expires_at"] = (
+            None
+            if args.never_expires
+            else datetime.now(timezone.utc) + timedelta(days=args.expires_days)
+        )
     k = _run(admin.update_key(_store(args), args.key_id, admin.KeyUpdate(**fields)))
-    print(f"updated {k['id']}: targets={k['targets'] or '*'} namespaces={k['namespaces'] or '*'} expires_at={k['expires_at']}")
+    print(
+        f"updated {k['id']}: targets={k['targets'] or '*'} namespaces={k['namespaces'] or '*'} expires_at={k['expires_at']}"
+    )
 
 
 def keys_revoke(args) -> None:
@@ -145,8 +185,13 @@ def namespaces_create(args) -> None:
 
 
 def namespaces_list(args) -> None:
-    _print([{"id": n.id, "name": n.name, "org": n.org_id, "rpm": n.rpm, "tpm": n.tpm}
-            for n in _store(args).list_namespaces(args.org)], args.json)
+    _print(
+        [
+            {"id": n.id, "name": n.name, "org": n.org_id, "rpm": n.rpm, "tpm": n.tpm}
+            for n in _store(args).list_namespaces(args.org)
+        ],
+        args.json,
+    )
 
 
 # ---------------------------------------------------------------- limits and usage
@@ -156,8 +201,11 @@ def limits_set(args) -> None:
         sys.exit("error: give --rpm and/or --tpm")
     store = _store(args)
     try:
-        info = (store.set_key_limits(args.key, **given) if args.key is not None
-                else store.set_namespace_limits(args.namespace, **given))
+        info = (
+            store.set_key_limits(args.key, **given)
+            if args.key is not None
+            else store.set_namespace_limits(args.namespace, **given)
+        )
     except (LookupError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"{'key' if args.key is not None else 'namespace'} {info.id}: {_limits(info)}")
@@ -168,12 +216,16 @@ def limits_show(args) -> None:
     by_key = args.key is not None  # `--key ""` is a key that does not exist, not a namespace
     info = store.get_key(args.key) if by_key else store.find_namespace(args.namespace)
     if info is None:
-        sys.exit(f"error: no {'key' if by_key else 'namespace'} {args.key if by_key else args.namespace!r}")
+        sys.exit(
+            f"error: no {'key' if by_key else 'namespace'} {args.key if by_key else args.namespace!r}"
+        )
     print(f"{'key' if by_key else 'namespace'} {info.id}: {_limits(info)}")
 
 
 def usage(args) -> None:
-    out = _run(admin.usage(_store(args), args.namespace, args.from_, args.to, args.group_by, args.key))
+    out = _run(
+        admin.usage(_store(args), args.namespace, args.from_, args.to, args.group_by, args.key)
+    )
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -196,20 +248,26 @@ def dev_init(args) -> None:
             f.write(secret + "\n")
     host = args.url.rstrip("/")
     print(f"namespace: {ns.name} ({ns.id})\napi key:   {secret}   (kept in {key_file})\n")
-    print("try:\n"
-          f"  curl -s {host}/v1/inference -H 'Authorization: Bearer {secret}' -H 'X-Namespace: {ns.name}' \\\n"
-          "    -H 'Content-Type: application/json' \\\n"
-          "    -d '{\"inference_name\": \"multilingual_e5_large_instruct_v1\", \"inputs\": {\"text\": \"hello world\"}}'")
+    print(
+        "try:\n"
+        f"  curl -s {host}/v1/inference -H 'Authorization: Bearer {secret}' -H 'X-Namespace: {ns.name}' \\\n"
+        "    -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "hello world"}}\''
+    )
 
 
 def prepare(args) -> None:
     from rawinfer.cli.prepare import main as prepare_main
+
     prepare_main()
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rawinfer", description=__doc__)
-    p.add_argument("--database-url", help="SQLAlchemy URL (default: RAWINFER_DATABASE_URL or the embedded SQLite file)")
+    p.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (default: RAWINFER_DATABASE_URL or the embedded SQLite file)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def cmd(group, name, fn, help=None, json_flag=False):
@@ -220,21 +278,41 @@ def _parser() -> argparse.ArgumentParser:
         return c
 
     def limit_flags(c, default=None):
-        c.add_argument("--rpm", type=limit_arg, default=default, help="requests per minute: N, default or unlimited")
-        c.add_argument("--tpm", type=limit_arg, default=default, help="tokens per minute: N, default or unlimited")
+        c.add_argument(
+            "--rpm",
+            type=limit_arg,
+            default=default,
+            help="requests per minute: N, default or unlimited",
+        )
+        c.add_argument(
+            "--tpm",
+            type=limit_arg,
+            default=default,
+            help="tokens per minute: N, default or unlimited",
+        )
 
     orgs = sub.add_parser("orgs", help="organisations").add_subparsers(dest="sub", required=True)
     cmd(orgs, "create", orgs_create).add_argument("name")
     cmd(orgs, "list", orgs_list, json_flag=True)
-    cmd(orgs, "delete", orgs_delete, help="delete an organisation with no namespaces or keys").add_argument("org")
+    cmd(
+        orgs, "delete", orgs_delete, help="delete an organisation with no namespaces or keys"
+    ).add_argument("org")
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="sub", required=True)
-    c = cmd(keys, "create", keys_create, help="create a key; prints its secret once", json_flag=True)
+    c = cmd(
+        keys, "create", keys_create, help="create a key; prints its secret once", json_flag=True
+    )
     c.add_argument("--name", default="")
     c.add_argument("--org", default="default")
-    c.add_argument("--namespace", action="append", help="limit the key to this namespace (repeatable)")
-    c.add_argument("--target", action="append", help="limit the key to this target: provider/model, inference "
-                   "name, feature URI or backend; 'openai/*' by prefix (repeatable)")
+    c.add_argument(
+        "--namespace", action="append", help="limit the key to this namespace (repeatable)"
+    )
+    c.add_argument(
+        "--target",
+        action="append",
+        help="limit the key to this target: provider/model, inference "
+        "name, feature URI or backend; 'openai/*' by prefix (repeatable)",
+    )
     c.add_argument("--admin", action="store_true")
     c.add_argument("--expires-days", type=float)
     limit_flags(c)
@@ -258,7 +336,9 @@ def _parser() -> argparse.ArgumentParser:
     limit_flags(c)
     cmd(ns, "list", namespaces_list, json_flag=True).add_argument("--org")
 
-    lim = sub.add_parser("limits", help="per-key and per-namespace rate limits").add_subparsers(dest="sub", required=True)
+    lim = sub.add_parser("limits", help="per-key and per-namespace rate limits").add_subparsers(
+        dest="sub", required=True
+    )
     for name, fn in (("set", limits_set), ("show", limits_show)):
         c = cmd(lim, name, fn)
         who = c.add_mutually_exclusive_group(required=True)
@@ -269,15 +349,26 @@ def _parser() -> argparse.ArgumentParser:
 
     c = cmd(sub, "usage", usage, help="a namespace's usage totals", json_flag=True)
     c.add_argument("--namespace", required=True, help="namespace id or name")
-    c.add_argument("--from", dest="from_", help="ISO date/datetime or Unix seconds (default: 30 days ago)")
-    c.add_argument("--to", help="ISO date/datetime or Unix seconds, exclusive; a bare date includes that day")
+    c.add_argument(
+        "--from", dest="from_", help="ISO date/datetime or Unix seconds (default: 30 days ago)"
+    )
+    c.add_argument(
+        "--to", help="ISO date/datetime or Unix seconds, exclusive; a bare date includes that day"
+    )
     c.add_argument("--group-by", choices=GROUP_BY)
     c.add_argument("--key", help="only this key's requests")
 
-    c = cmd(sub, "dev-init", dev_init, help="create the dev namespace and key if missing; print a curl")
+    c = cmd(
+        sub, "dev-init", dev_init, help="create the dev namespace and key if missing; print a curl"
+    )
     c.add_argument("--key-file", default=str(REPO_ROOT / ".rawinfer" / "dev-key"))
     c.add_argument("--url", default="http://127.0.0.1:8000")
-    cmd(sub, "prepare", prepare, help="one-time model preparation (join whisper parts, convert GGUF)")
+    cmd(
+        sub,
+        "prepare",
+        prepare,
+        help="one-time model preparation (join whisper parts, convert GGUF)",
+    )
     batch.add_parser(sub)
     from rawinfer.cli import cache as cache_cli
 

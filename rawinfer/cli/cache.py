@@ -11,6 +11,7 @@ Two ways to reach the running cache:
 - `--url URL`: through the admin HTTP API (`GET|DELETE /v1/admin/cache?namespace=`) with an
   admin key (`--key`, or the RAWINFER_ADMIN_KEY environment variable), from anywhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,13 @@ def _http_call(args, method: str) -> dict[str, Any]:
     if not key:
         sys.exit("error: --url needs an admin key: --key or RAWINFER_ADMIN_KEY")
     params = {"namespace": args.namespace} if args.namespace else {}
-    r = httpx.request(method, args.url.rstrip("/") + "/v1/admin/cache", params=params,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    r = httpx.request(
+        method,
+        args.url.rstrip("/") + "/v1/admin/cache",
+        params=params,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
     body = r.json()
     if r.status_code != 200:
         sys.exit(f"error: {body.get('error', {}).get('message', r.text)}")
@@ -72,28 +78,46 @@ def clear(args) -> None:
 
 
 def stats(args) -> None:
-    out = _http_call(args, "GET") if args.url else _ray_call(args, {"op": "stats", "namespace": _namespace_id(args)})
+    out = (
+        _http_call(args, "GET")
+        if args.url
+        else _ray_call(args, {"op": "stats", "namespace": _namespace_id(args)})
+    )
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"entries {out['entries']} (all namespaces: {out['total_entries']} of {out['max_entries']}; "
-          f"evicted so far: {out['evicted']})")
+    print(
+        f"entries {out['entries']} (all namespaces: {out['total_entries']} of {out['max_entries']}; "
+        f"evicted so far: {out['evicted']})"
+    )
     from rawinfer.cli import _table
 
     _table([{k: v for k, v in p.items() if k != "namespace"} for p in out["partitions"]])
 
 
 def add_parser(sub) -> None:
-    group = sub.add_parser("cache", help="the semantic cache (clear a namespace, stats)").add_subparsers(
-        dest="sub", required=True)
-    for name, fn, help_, required in (("clear", clear, "drop a namespace's semantic cache entries", True),
-                                      ("stats", stats, "the semantic cache's size and per-partition counts", False)):
-        c = group.add_parser(name, help=help_, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = sub.add_parser(
+        "cache", help="the semantic cache (clear a namespace, stats)"
+    ).add_subparsers(dest="sub", required=True)
+    for name, fn, help_, required in (
+        ("clear", clear, "drop a namespace's semantic cache entries", True),
+        ("stats", stats, "the semantic cache's size and per-partition counts", False),
+    ):
+        c = group.add_parser(
+            name,
+            help=help_,
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         c.set_defaults(fn=fn)
         c.add_argument("--namespace", required=required, help="namespace id or name")
-        c.add_argument("--url", help="the service's base URL: use the admin HTTP API instead of Ray")
+        c.add_argument(
+            "--url", help="the service's base URL: use the admin HTTP API instead of Ray"
+        )
         c.add_argument("--key", help="admin API key for --url (default: RAWINFER_ADMIN_KEY)")
-        c.add_argument("--ray-address", default="auto", help="the running Ray cluster (default: auto)")
+        c.add_argument(
+            "--ray-address", default="auto", help="the running Ray cluster (default: auto)"
+        )
         c.add_argument("--app", default="rawinfer", help="the Serve application's name")
         if name == "stats":
             c.add_argument("--json", action="store_true")

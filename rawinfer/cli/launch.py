@@ -6,6 +6,7 @@ they started themselves (`ray.init(address="local", ...)`). Like `serve run`, th
 Serve's config path (`ServeDeploySchema` -> controller), so the file's per-deployment options
 (resources, autoscaling, user_config) apply exactly as in production.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,14 @@ import yaml
 from rawinfer.core.settings import REPO_ROOT
 
 
-def load_config(path: Path | str = REPO_ROOT / "serve_config.yaml", *, port: int | None = None,
-                settings: dict[str, Any] | None = None, catalog: str | None = None,
-                deployments: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def load_config(
+    path: Path | str = REPO_ROOT / "serve_config.yaml",
+    *,
+    port: int | None = None,
+    settings: dict[str, Any] | None = None,
+    catalog: str | None = None,
+    deployments: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The config as a dict with overrides applied to its first application."""
     with open(path, encoding="utf-8") as f:
         config = yaml.safe_load(f)
@@ -64,6 +70,13 @@ def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
             return
         time.sleep(0.5)
     apps = serve.status().applications
-    waiting = {f"{n}/{d}": f"{s.status}: {s.message}" for n in names if n in apps
-               for d, s in apps[n].deployments.items() if s.status != "HEALTHY"}
-    raise TimeoutError(f"Serve apps {names} not RUNNING after {timeout_s} s; not healthy: {waiting}")
+    waiting = {
+        f"{n}/{d}": f"{s.status}: {s.message}"
+        for n in names
+        if n in apps
+        for d, s in apps[n].deployments.items()
+        if s.status != "HEALTHY"
+    }
+    raise TimeoutError(
+        f"Serve apps {names} not RUNNING after {timeout_s} s; not healthy: {waiting}"
+    )

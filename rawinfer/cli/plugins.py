@@ -1,4 +1,5 @@
 """`rawinfer plugins new|check|list` (wired into rawinfer/cli/ by `add_parser`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,22 +40,34 @@ def check(path: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]:
         if d.error is not None:
             raise SystemExit(f"error: {d.label}: {d.error}")
         m = d.manifest
-        runner = PluginRunner(d.ref, cache_dir=cache_dir or Settings().cache_dir, plugin_dir=d.folder)
+        runner = PluginRunner(
+            d.ref, cache_dir=cache_dir or Settings().cache_dir, plugin_dir=d.folder
+        )
         runner.load()
         if runner.load_error:
             raise SystemExit(f"error: {m.ref}: load() failed: {runner.load_error}")
-        (result,) = asyncio.run(runner.run([{"inputs": m.example, "parameters": m.example_parameters}]))
+        (result,) = asyncio.run(
+            runner.run([{"inputs": m.example, "parameters": m.example_parameters}])
+        )
         if isinstance(result, RawInferError):
             raise SystemExit(f"error: {m.ref}: the example failed: {result.message}")
-        reports.append({"plugin": m.ref, "inference_name": m.inference_name, "feature_uris": m.feature_uris,
-                        "example_output": result})
+        reports.append(
+            {
+                "plugin": m.ref,
+                "inference_name": m.inference_name,
+                "feature_uris": m.feature_uris,
+                "example_output": result,
+            }
+        )
     return reports
 
 
 def cmd_check(args) -> None:
     for r in check(Path(args.path)):
         out = json.dumps(r["example_output"])
-        print(f"ok {r['plugin']}: inference_name {r['inference_name']}, feature URIs {', '.join(r['feature_uris'])}")
+        print(
+            f"ok {r['plugin']}: inference_name {r['inference_name']}, feature URIs {', '.join(r['feature_uris'])}"
+        )
         print(f"   example output: {out[:400]}{'...' if len(out) > 400 else ''}")
 
 
@@ -64,8 +77,11 @@ def _service_status(url: str, key: str | None, namespace: str) -> dict[str, dict
     if key is None:
         dev = REPO_ROOT / ".rawinfer" / "dev-key"
         key = dev.read_text().strip() if dev.exists() else ""
-    r = httpx.get(url.rstrip("/") + "/v1/inference/models", timeout=30,
-                  headers={"Authorization": f"Bearer {key}", "X-Namespace": namespace})
+    r = httpx.get(
+        url.rstrip("/") + "/v1/inference/models",
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}", "X-Namespace": namespace},
+    )
     if r.status_code != 200:
         raise SystemExit(f"error: {url} answered {r.status_code}: {r.text[:300]}")
     return {e["inference_name"]: e for e in r.json()["data"] if e.get("inference_name")}
@@ -98,16 +114,23 @@ def cmd_list(args) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="custom model plugins: scaffold, check, list (docs/plugins.md)")
+    p = sub.add_parser(
+        "plugins", help="custom model plugins: scaffold, check, list (docs/plugins.md)"
+    )
     g = p.add_subparsers(dest="sub", required=True)
     c = g.add_parser("new", help="scaffold a working plugin folder from the template")
     c.add_argument("name", help="snake_case plugin name")
     c.add_argument("--dir", help="parent folder (default: the first of Settings.plugins_dirs)")
     c.set_defaults(fn=cmd_new)
-    c = g.add_parser("check", help="validate a plugin folder's manifest, load it, run it on its example")
+    c = g.add_parser(
+        "check", help="validate a plugin folder's manifest, load it, run it on its example"
+    )
     c.add_argument("path", help="a plugin folder or its plugin.py")
     c.set_defaults(fn=cmd_check)
-    c = g.add_parser("list", help="plugins found in entry points and plugins_dirs (with --url: their status there)")
+    c = g.add_parser(
+        "list",
+        help="plugins found in entry points and plugins_dirs (with --url: their status there)",
+    )
     c.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000")
     c.add_argument("--key", help="API key for --url (default: .rawinfer/dev-key)")
     c.add_argument("--namespace", default="dev", help="namespace for --url (default: dev)")

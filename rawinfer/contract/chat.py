@@ -3,6 +3,7 @@ the payload that crosses the handle, and the engine Protocol.
 
 `ChatParams` defaults follow OpenAI's API (temperature 1.0, top_p 1.0); send `temperature: 0`
 for greedy, deterministic text."""
+
 from __future__ import annotations
 
 from typing import Any, AsyncIterator, Literal, Protocol, TypedDict
@@ -28,9 +29,13 @@ def check_messages(messages: Any) -> list[dict[str, str]]:
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            raise InvalidRequest(f"inputs.messages[{i}] must have exactly the keys role and content")
+            raise InvalidRequest(
+                f"inputs.messages[{i}] must have exactly the keys role and content"
+            )
         if m["role"] not in ROLES or not isinstance(m["content"], str):
-            raise InvalidRequest(f"inputs.messages[{i}]: role must be one of {list(ROLES)} and content a string")
+            raise InvalidRequest(
+                f"inputs.messages[{i}]: role must be one of {list(ROLES)} and content a string"
+            )
         out.append({"role": m["role"], "content": m["content"]})
     try:
         last_message_rule(out[-1]["role"])
@@ -61,7 +66,9 @@ class ChatInputs(Strict):
             if not self.messages:
                 raise ValueError("inputs.messages is an empty list")
             if self.system is not None:
-                raise ValueError("put the system prompt in messages (role 'system') when using messages")
+                raise ValueError(
+                    "put the system prompt in messages (role 'system') when using messages"
+                )
             last_message_rule(self.messages[-1].role)
         return self
 
@@ -88,12 +95,18 @@ class ChatParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy; OpenAI's range and default")
+    temperature: float = Field(
+        1.0, ge=0.0, le=2.0, description="0 = greedy; OpenAI's range and default"
+    )
     max_tokens: int = Field(256, ge=1, description="cap on generated tokens per prompt")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = Field(None, description="up to 4 stop strings, not included in the text")
+    stop: str | list[str] | None = Field(
+        None, description="up to 4 stop strings, not included in the text"
+    )
     seed: int | None = Field(None, ge=0, lt=2**63)
-    json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema the output must match")
+    json_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description="JSON Schema the output must match"
+    )
     stream: StrictBool = False
 
     @field_validator("stop")
@@ -116,8 +129,10 @@ class ChatParams(BaseModel):
             try:
                 jsonschema.validators.validator_for(v).check_schema(v)
             except jsonschema.SchemaError as e:
-                raise InvalidRequest(f"parameters.schema is not a valid JSON Schema: {e.message}",
-                                     {"path": list(e.path)}) from None
+                raise InvalidRequest(
+                    f"parameters.schema is not a valid JSON Schema: {e.message}",
+                    {"path": list(e.path)},
+                ) from None
         return v
 
     def stop_list(self) -> list[str] | None:
@@ -134,10 +149,22 @@ class ChatPayload(TypedDict, total=False):
 class ChatGenerator(Protocol):
     """A chat engine (models/chat.py; the cloud proxies in models/providers answer the same payload)."""
 
-    async def generate(self, *, prompts: list[str] | None = None, system: str | None = None,
-                       messages: list[dict[str, str]] | None = None, params: ChatParams,
-                       **kw: Any) -> dict[str, Any]: ...
+    async def generate(
+        self,
+        *,
+        prompts: list[str] | None = None,
+        system: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        params: ChatParams,
+        **kw: Any,
+    ) -> dict[str, Any]: ...
 
-    def stream(self, *, prompts: list[str] | None = None, system: str | None = None,
-               messages: list[dict[str, str]] | None = None, params: ChatParams,
-               **kw: Any) -> AsyncIterator[dict[str, Any]]: ...
+    def stream(
+        self,
+        *,
+        prompts: list[str] | None = None,
+        system: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        params: ChatParams,
+        **kw: Any,
+    ) -> AsyncIterator[dict[str, Any]]: ...

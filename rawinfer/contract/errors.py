@@ -2,6 +2,7 @@
 
 Every other list of statuses or error types derives from `STATUS`. Errors cross a Ray handle as
 plain data (`to_wire` / `from_wire`), never as pickled exceptions."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,7 +43,9 @@ class PayloadTooLarge(RawInferError):
 
 
 class RateLimited(RawInferError):
-    def __init__(self, message: str, retry_after_s: float = 1.0, details: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, retry_after_s: float = 1.0, details: dict[str, Any] | None = None
+    ):
         super().__init__(message, details)
         self.retry_after_s = retry_after_s
 
@@ -102,8 +105,19 @@ def status_of(exc: RawInferError) -> tuple[int, str]:
 _BY_NAME: dict[str, type[RawInferError]] = {
     c.__name__: c
     for c in (
-        RawInferError, InvalidRequest, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
-        RateLimited, InferenceFailed, PluginFailed, ProviderError, Unavailable, DeadlineExceeded,
+        RawInferError,
+        InvalidRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        RateLimited,
+        InferenceFailed,
+        PluginFailed,
+        ProviderError,
+        Unavailable,
+        DeadlineExceeded,
     )
 }
 

@@ -1,5 +1,6 @@
 """The multimodal-embedding task (text, image or video into one space, as CLIP does): inputs,
 parameters, the payload that crosses the handle, and the engine Protocol."""
+
 from __future__ import annotations
 
 from typing import Any, Literal, Protocol, TypedDict
@@ -21,7 +22,9 @@ class MultimodalInputs(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> "MultimodalInputs":
-        exactly_one(self, ("text", "texts", "image_url", "image_base64", "video_url", "video_base64"))
+        exactly_one(
+            self, ("text", "texts", "image_url", "image_base64", "video_url", "video_base64")
+        )
         if self.text is not None or self.texts is not None:
             TextInputs(text=self.text, texts=self.texts)
         return self
@@ -48,5 +51,12 @@ class MultimodalEmbedder(Protocol):
 
     def embed_images(self, images: list) -> np.ndarray: ...
 
-    def embed_video(self, data: bytes, *, interval_sec: float, max_frames: int, normalize: bool = True,
-                    **kw: Any) -> Any: ...
+    def embed_video(
+        self,
+        data: bytes,
+        *,
+        interval_sec: float,
+        max_frames: int,
+        normalize: bool = True,
+        **kw: Any,
+    ) -> Any: ...

@@ -1,5 +1,6 @@
 """The request and response of `POST /v1/inference` (../shared/CONTRACT.md), the task names, and
 which task a request's inputs ask for. Plain pydantic: no Ray, no web framework, no model library."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -38,11 +39,15 @@ class InferenceRequest(Strict):
             raise ValueError("`model` needs `provider` (for example provider='local')")
         if self.provider is not None and self.model is None:
             raise ValueError("`provider` needs `model`")
-        modes = [m for m, on in (
-            ("provider+model", self.provider is not None),
-            ("inference_name", self.inference_name is not None),
-            ("feature_uri", self.feature_uri is not None),
-        ) if on]
+        modes = [
+            m
+            for m, on in (
+                ("provider+model", self.provider is not None),
+                ("inference_name", self.inference_name is not None),
+                ("feature_uri", self.feature_uri is not None),
+            )
+            if on
+        ]
         if len(modes) != 1:
             raise ValueError(
                 "give exactly one of provider+model, inference_name or feature_uri"

@@ -1,5 +1,6 @@
 """The text-embedding task: its inputs, parameters, the payload that crosses the handle, and
 the engine Protocol its backends implement."""
+
 from __future__ import annotations
 
 from typing import Any, Literal, Protocol, TypedDict

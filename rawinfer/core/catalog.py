@@ -8,6 +8,7 @@ really answers (`served_model`, what responses report), where its weights live, 
 can do. A *target* is a name a client can use: a provider/model pair, an inference name, and the
 feature URIs that resolve to that inference name.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,7 +25,9 @@ class BackendSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: str = Field(description="deployment kind: a key of deployments.REGISTRY")
-    provider: str = Field("local", description="who answers: `local`, or the cloud provider proxied")
+    provider: str = Field(
+        "local", description="who answers: `local`, or the cloud provider proxied"
+    )
     served_model: str = Field(description="the model that really answers; responses report it")
     model_path: str | None = Field(
         None,
@@ -51,9 +54,14 @@ class TargetSpec(BaseModel):
     model: str | None = None
     inference_name: str | None = None
     feature_uris: list[str] = Field(default_factory=list)
-    outputs: list[str] = Field(default_factory=list, description="a plugin's named outputs (feature URI output segments)")
-    tasks: list[Task] | None = Field(None, description="what this name can do, when narrower than its backend "
-                                     "(a cloud proxy serves many models: text-embedding-3-large cannot chat)")
+    outputs: list[str] = Field(
+        default_factory=list, description="a plugin's named outputs (feature URI output segments)"
+    )
+    tasks: list[Task] | None = Field(
+        None,
+        description="what this name can do, when narrower than its backend "
+        "(a cloud proxy serves many models: text-embedding-3-large cannot chat)",
+    )
 
     @model_validator(mode="after")
     def _named(self) -> "TargetSpec":
@@ -73,23 +81,32 @@ class Catalog(BaseModel):
     backends: dict[str, BackendSpec]
     targets: list[TargetSpec]
     plugin_errors: list[dict[str, Any]] = Field(
-        default_factory=list, description="plugins found but not served (import error, invalid manifest, name "
-        "clash), each with its source and error: listed as unavailable (rawinfer/plugins/discovery.py)")
+        default_factory=list,
+        description="plugins found but not served (import error, invalid manifest, name "
+        "clash), each with its source and error: listed as unavailable (rawinfer/plugins/discovery.py)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Catalog":
         seen: set[tuple[str, ...]] = set()
         for t in self.targets:
             if t.backend not in self.backends:
-                raise ValueError(f"target {t.inference_name or f'{t.provider}/{t.model}'} names unknown backend {t.backend!r}")
+                raise ValueError(
+                    f"target {t.inference_name or f'{t.provider}/{t.model}'} names unknown backend {t.backend!r}"
+                )
             if t.provider is not None and t.provider not in self.providers:
                 raise ValueError(f"target names unknown provider {t.provider!r}")
             extra = set(t.tasks or ()) - set(self.backends[t.backend].tasks)
             if extra:
-                raise ValueError(f"target {t.inference_name or f'{t.provider}/{t.model}'} claims tasks its backend "
-                                 f"cannot do: {sorted(x.value for x in extra)}")
-            keys = ([("pm", t.provider, t.model)] if t.provider else []) + (
-                [("in", t.inference_name)] if t.inference_name else []) + [("uri", u) for u in t.feature_uris]
+                raise ValueError(
+                    f"target {t.inference_name or f'{t.provider}/{t.model}'} claims tasks its backend "
+                    f"cannot do: {sorted(x.value for x in extra)}"
+                )
+            keys = (
+                ([("pm", t.provider, t.model)] if t.provider else [])
+                + ([("in", t.inference_name)] if t.inference_name else [])
+                + [("uri", u) for u in t.feature_uris]
+            )
             for k in keys:
                 if k in seen:
                     raise ValueError(f"{k[1:]} is named twice in the catalog")
@@ -109,11 +126,11 @@ def resolve_model_path(spec: str, cache_dir: Path) -> str:
     `cache:<name>` is `<cache_dir>/<name>`, written by `python -m rawinfer.cli.prepare`.
     """
     if spec.startswith("package:"):
-        module, _, sub = spec[len("package:"):].partition("/")
+        module, _, sub = spec[len("package:") :].partition("/")
         found = importlib.util.find_spec(module)
         if found is None or not found.submodule_search_locations:
             raise FileNotFoundError(f"package {module!r} is not installed (run `make setup`)")
         return str(Path(list(found.submodule_search_locations)[0]) / sub)
     if spec.startswith("cache:"):
-        return str(Path(cache_dir) / spec[len("cache:"):])
+        return str(Path(cache_dir) / spec[len("cache:") :])
     return spec

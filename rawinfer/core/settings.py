@@ -4,6 +4,7 @@
 `RAWINFER_MEDIA__MAX_BYTES`) when it is constructed, never at import. The app builder constructs
 it once in the driver and hands plain data to every deployment; tests construct their own.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,54 +25,95 @@ class LimitSettings(BaseModel):
     namespace_rpm: int | None = Field(None, ge=0)
     namespace_tpm: int | None = Field(None, ge=0)
     window_s: float = Field(60.0, gt=0)
-    lease_fraction: float = Field(0.1, gt=0, le=1, description="largest lease, as a share of the limit")
-    idle_return_s: float = Field(1.0, gt=0, description="unspent leased units idle this long go back")
+    lease_fraction: float = Field(
+        0.1, gt=0, le=1, description="largest lease, as a share of the limit"
+    )
+    idle_return_s: float = Field(
+        1.0, gt=0, description="unspent leased units idle this long go back"
+    )
     deny_cache_s: float = Field(0.2, ge=0, description="a denial is reused locally this long")
     fail_open: bool = True
 
 
 class LedgerSettings(BaseModel):
-    max_buffer: int = Field(10_000, ge=1, description="rows kept in memory; more go to the spool file")
+    max_buffer: int = Field(
+        10_000, ge=1, description="rows kept in memory; more go to the spool file"
+    )
     flush_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(500, ge=1)
     retry_max_s: float = Field(30.0, gt=0, description="longest wait between database retries")
-    spool_dir: Path | None = Field(None, description="default: usage-spool/ beside the cache_dir; a persistent "
-                                   "local disk in production (a pod's volume), one per replica host")
+    spool_dir: Path | None = Field(
+        None,
+        description="default: usage-spool/ beside the cache_dir; a persistent "
+        "local disk in production (a pod's volume), one per replica host",
+    )
 
 
 class SemanticCacheSettings(BaseModel):
-    enabled: bool = Field(True, description="deploy the shared cache; requests opt in with enable_semantic_cache")
-    default_max_error_rate: float = Field(0.02, ge=0, le=1, description="δ when a request leaves it null")
+    enabled: bool = Field(
+        True, description="deploy the shared cache; requests opt in with enable_semantic_cache"
+    )
+    default_max_error_rate: float = Field(
+        0.02, ge=0, le=1, description="δ when a request leaves it null"
+    )
     allow_temperature_above_zero: bool = Field(
-        False, description="cache sampled (temperature > 0) requests too; off: only greedy requests use the cache")
-    max_entries: int = Field(10_000, ge=1, description="entries over all partitions; the least recently used go first")
-    snapshot_path: Path | None = Field(None, description="default: semantic-cache.npz in Settings.cache_dir")
-    snapshot_interval_s: float = Field(60.0, gt=0, description="how often a changed cache is written to its snapshot")
+        False,
+        description="cache sampled (temperature > 0) requests too; off: only greedy requests use the cache",
+    )
+    max_entries: int = Field(
+        10_000, ge=1, description="entries over all partitions; the least recently used go first"
+    )
+    snapshot_path: Path | None = Field(
+        None, description="default: semantic-cache.npz in Settings.cache_dir"
+    )
+    snapshot_interval_s: float = Field(
+        60.0, gt=0, description="how often a changed cache is written to its snapshot"
+    )
     judge: Literal["exact", "embedding", "llm"] = Field(
-        "exact", description="how a fresh answer is compared with the cached one: normalised exact match, "
-        "embedding similarity (judge_similarity), or an LLM asked through the judge_backend chat deployment")
-    judge_similarity: float = Field(0.95, ge=0, le=1, description="the embedding judge's cosine threshold")
+        "exact",
+        description="how a fresh answer is compared with the cached one: normalised exact match, "
+        "embedding similarity (judge_similarity), or an LLM asked through the judge_backend chat deployment",
+    )
+    judge_similarity: float = Field(
+        0.95, ge=0, le=1, description="the embedding judge's cosine threshold"
+    )
     judge_backend: str = Field("chat", description="chat backend the LLM judge asks")
-    embedding_backend: str = Field("text_embedding", description="text-embedding backend that embeds prompts")
+    embedding_backend: str = Field(
+        "text_embedding", description="text-embedding backend that embeds prompts"
+    )
     min_observations: int = Field(
-        4, ge=0, description="observations an entry needs (besides vCache's two priors) before it may be served; "
-        "the reference implementation's 6 includes the priors")
-    seed: int | None = Field(None, description="seed of the explore/exploit draws (tests); None: random")
+        4,
+        ge=0,
+        description="observations an entry needs (besides vCache's two priors) before it may be served; "
+        "the reference implementation's 6 includes the priors",
+    )
+    seed: int | None = Field(
+        None, description="seed of the explore/exploit draws (tests); None: random"
+    )
     dedupe_similarity: float = Field(
-        0.9999, gt=0, le=1, description="a new entry this close to an existing one in its partition is not added "
-        "(concurrent misses of one prompt); the pair is judged and recorded as an observation instead")
+        0.9999,
+        gt=0,
+        le=1,
+        description="a new entry this close to an existing one in its partition is not added "
+        "(concurrent misses of one prompt); the pair is judged and recorded as an observation instead",
+    )
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef: int = Field(64, ge=1, description="search breadth (hnswlib ef)")
     hnsw_ef_construction: int = Field(100, ge=1)
-    call_timeout_s: float = Field(5.0, gt=0, description="cap on the embedding and lookup before a request goes "
-                                  "to the model uncached")
+    call_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="cap on the embedding and lookup before a request goes to the model uncached",
+    )
 
 
 class MediaSettings(BaseModel):
     """Caps and rules for media given by URL or base64 (shared by every media task)."""
 
     max_bytes: int = Field(50 * 1024 * 1024, description="cap on a fetched or decoded media body")
-    fetch_timeout_s: float = Field(20.0, description="total time to fetch one URL, redirects included")
+    fetch_timeout_s: float = Field(
+        20.0, description="total time to fetch one URL, redirects included"
+    )
     connect_timeout_s: float = 5.0
     max_redirects: int = 5
     allow_cidrs: list[str] = Field(
@@ -82,7 +124,9 @@ class MediaSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAWINFER_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RAWINFER_", env_nested_delimiter="__", extra="ignore"
+    )
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{REPO_ROOT / '.rawinfer' / 'rawinfer.db'}",
@@ -96,19 +140,29 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(60.0, gt=0)
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    auth_cache_ttl_s: float = Field(5.0, ge=0, description="how long a key lookup is reused; revocation takes effect within it")
+    auth_cache_ttl_s: float = Field(
+        5.0, ge=0, description="how long a key lookup is reused; revocation takes effect within it"
+    )
     plugins_dirs: list[Path] = Field(
         default_factory=lambda: [REPO_ROOT / "examples" / "plugins"],
         description="folders searched for plugin folders (docs/plugins.md), besides the `rawinfer.plugins` "
         "entry points; e.g. RAWINFER_PLUGINS_DIRS='[\"/srv/plugins\"]'",
     )
     plugins_embedding_backend: str = Field(
-        "text_embedding", description="the catalog backend that answers plugins' `context.embed()` (docs/plugins.md)")
+        "text_embedding",
+        description="the catalog backend that answers plugins' `context.embed()` (docs/plugins.md)",
+    )
     media: MediaSettings = Field(default_factory=MediaSettings)
-    limits: LimitSettings = Field(default_factory=LimitSettings, description="rate-limit defaults (None: unlimited)")
-    usage: LedgerSettings = Field(default_factory=LedgerSettings, description="the usage ledger's buffering")
+    limits: LimitSettings = Field(
+        default_factory=LimitSettings, description="rate-limit defaults (None: unlimited)"
+    )
+    usage: LedgerSettings = Field(
+        default_factory=LedgerSettings, description="the usage ledger's buffering"
+    )
     semantic_cache: SemanticCacheSettings = Field(
-        default_factory=SemanticCacheSettings, description="the shared semantic cache (vCache) for chat and vision")
+        default_factory=SemanticCacheSettings,
+        description="the shared semantic cache (vCache) for chat and vision",
+    )
     providers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per cloud provider: api_key (or api_key_file, a mounted secret), base_url, timeout_s, "

@@ -27,6 +27,7 @@ cannot be served (a 400 for that request); anything else is a 500 naming the plu
 Inference name: `{name}_{major}_{minor}_{patch}`; feature URIs: `mixpeek://{name}@{version}/{output}`
 for each of `manifest.outputs`. See docs/plugins.md.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,8 +43,18 @@ if TYPE_CHECKING:
     import numpy as np
 from rawinfer.contract.errors import InvalidRequest
 
-__all__ = ["Plugin", "Manifest", "Resources", "Batching", "PluginContext", "InvalidRequest", "NoParameters",
-           "EMBEDDING_MODEL", "inference_name", "feature_uri"]
+__all__ = [
+    "Plugin",
+    "Manifest",
+    "Resources",
+    "Batching",
+    "PluginContext",
+    "InvalidRequest",
+    "NoParameters",
+    "EMBEDDING_MODEL",
+    "inference_name",
+    "feature_uri",
+]
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -87,38 +98,58 @@ def _forbid_extra(model: type[BaseModel]) -> type[BaseModel]:
     """The model with unknown keys refused (the contract: unknown parameters are a 400)."""
     if model.model_config.get("extra") == "forbid":
         return model
-    return type(model.__name__, (model,), {"model_config": ConfigDict(extra="forbid"),
-                                           "__module__": model.__module__, "__qualname__": model.__qualname__})
+    return type(
+        model.__name__,
+        (model,),
+        {
+            "model_config": ConfigDict(extra="forbid"),
+            "__module__": model.__module__,
+            "__qualname__": model.__qualname__,
+        },
+    )
 
 
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
     name: str = Field(description="snake_case, e.g. keyword_extractor")
-    version: str = Field(description="semantic version MAJOR.MINOR.PATCH; a new version is a new inference name")
+    version: str = Field(
+        description="semantic version MAJOR.MINOR.PATCH; a new version is a new inference name"
+    )
     description: str = ""
-    tasks: list[str] = Field(default_factory=lambda: ["plugin"], description="free labels shown in listings")
+    tasks: list[str] = Field(
+        default_factory=lambda: ["plugin"], description="free labels shown in listings"
+    )
     Inputs: type[BaseModel]
     Parameters: type[BaseModel] = NoParameters
     Outputs: type[BaseModel]
-    outputs: list[str] = Field(min_length=1, description="named outputs (fields of Outputs): the feature URIs' last segment")
+    outputs: list[str] = Field(
+        min_length=1,
+        description="named outputs (fields of Outputs): the feature URIs' last segment",
+    )
     resources: Resources = Field(default_factory=Resources)
     batch: Batching = Field(default_factory=Batching)
-    example: dict[str, Any] = Field(description="an `inputs` object that `rawinfer plugins check` runs")
+    example: dict[str, Any] = Field(
+        description="an `inputs` object that `rawinfer plugins check` runs"
+    )
     example_parameters: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME.match(v) or len(v) > 64:
-            raise ValueError(f"name {v!r} must be snake_case (a-z, 0-9, single underscores), at most 64 characters")
+            raise ValueError(
+                f"name {v!r} must be snake_case (a-z, 0-9, single underscores), at most 64 characters"
+            )
         return v
 
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
         if not SEMVER.match(v):
-            raise ValueError(f"version {v!r} must be a semantic version MAJOR.MINOR.PATCH, e.g. 1.0.0")
+            raise ValueError(
+                f"version {v!r} must be a semantic version MAJOR.MINOR.PATCH, e.g. 1.0.0"
+            )
         return v
 
     @field_validator("Inputs", "Parameters", "Outputs")
@@ -133,16 +164,22 @@ class Manifest(BaseModel):
         fields = set(self.Outputs.model_fields)
         unknown = [o for o in self.outputs if o not in fields]
         if unknown:
-            raise ValueError(f"outputs {unknown} are not fields of Outputs (it has {sorted(fields)})")
+            raise ValueError(
+                f"outputs {unknown} are not fields of Outputs (it has {sorted(fields)})"
+            )
         if len(set(self.outputs)) != len(self.outputs):
             raise ValueError("outputs are named twice")
-        for model, data, what in ((self.Inputs, self.example, "example"),
-                                  (self.Parameters, self.example_parameters, "example_parameters")):
+        for model, data, what in (
+            (self.Inputs, self.example, "example"),
+            (self.Parameters, self.example_parameters, "example_parameters"),
+        ):
             try:
                 model.model_validate(data)
             except ValidationError as e:
-                raise ValueError(f"{what} does not validate against {what == 'example' and 'Inputs' or 'Parameters'}: "
-                                 f"{e.errors(include_url=False)[0]['msg']}") from None
+                raise ValueError(
+                    f"{what} does not validate against {what == 'example' and 'Inputs' or 'Parameters'}: "
+                    f"{e.errors(include_url=False)[0]['msg']}"
+                ) from None
         return self
 
     @property
@@ -204,8 +241,13 @@ def _local_embedder(path: str, device: str) -> Callable[[list[str]], Any]:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(path, device=device, local_files_only=True)
-    return lambda texts: model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                                      show_progress_bar=False)
+    return lambda texts: model.encode(
+        texts,
+        batch_size=64,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
 
 
 class Plugin:

@@ -10,6 +10,7 @@ deeper, so versions can sit side by side: `plugins/keyword_extractor/1.0.0/plugi
 Nothing here raises for a bad plugin: import errors, invalid manifests and name clashes are
 captured as `Discovered.error` and listed by GET /v1/inference/models as unavailable.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,9 +26,9 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+from rawinfer.contract import Task
 from rawinfer.core.catalog import BackendSpec, Catalog, TargetSpec
 from rawinfer.plugins.api import Manifest, Plugin
-from rawinfer.contract import Task
 
 GROUP = "rawinfer.plugins"
 ENGINE = "plugin"
@@ -57,10 +58,18 @@ class Discovered:
 
     def summary(self) -> dict[str, Any]:
         m = self.manifest
-        out: dict[str, Any] = {"source": self.source, "status": "ok" if self.error is None else "error"}
+        out: dict[str, Any] = {
+            "source": self.source,
+            "status": "ok" if self.error is None else "error",
+        }
         if m is not None:
-            out.update(name=m.name, version=m.version, inference_name=m.inference_name, feature_uris=m.feature_uris,
-                       description=m.description)
+            out.update(
+                name=m.name,
+                version=m.version,
+                inference_name=m.inference_name,
+                feature_uris=m.feature_uris,
+                description=m.description,
+            )
         if self.error:
             out["error"] = self.error
         return out
@@ -68,8 +77,10 @@ class Discovered:
 
 def _describe(e: BaseException) -> str:
     if isinstance(e, ValidationError):
-        parts = [f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg'].removeprefix('Value error, ')}"
-                 for err in e.errors(include_url=False, include_input=False)]
+        parts = [
+            f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors(include_url=False, include_input=False)
+        ]
         return "invalid manifest: " + "; ".join(parts)[:600]
     return f"{type(e).__name__}: {e}"[:600]
 
@@ -91,7 +102,8 @@ def import_file(path: Path) -> ModuleType:
             return sys.modules[name]
         package = path.name == "__init__.py"
         spec = importlib.util.spec_from_file_location(
-            name, path, submodule_search_locations=[str(path.parent)] if package else None)
+            name, path, submodule_search_locations=[str(path.parent)] if package else None
+        )
         if spec is None or spec.loader is None:
             raise PluginLoadError(f"cannot import {path}")
         module = importlib.util.module_from_spec(spec)
@@ -105,8 +117,14 @@ def import_file(path: Path) -> ModuleType:
 
 
 def _classes(module: ModuleType) -> list[type[Plugin]]:
-    return [v for v in vars(module).values()
-            if isinstance(v, type) and issubclass(v, Plugin) and v is not Plugin and v.__module__ == module.__name__]
+    return [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type)
+        and issubclass(v, Plugin)
+        and v is not Plugin
+        and v.__module__ == module.__name__
+    ]
 
 
 def check_class(cls: Any) -> type[Plugin]:
@@ -141,7 +159,11 @@ def from_folder(folder: Path) -> list[Discovered]:
     folder = folder.resolve()
     path = _module_file(folder)
     if path is None:
-        return [Discovered(str(folder), f"file:{folder}", error="no plugin.py or __init__.py", folder=folder)]
+        return [
+            Discovered(
+                str(folder), f"file:{folder}", error="no plugin.py or __init__.py", folder=folder
+            )
+        ]
     try:
         found = _classes(import_file(path))
         if not found:
@@ -167,7 +189,9 @@ def scan_dir(root: Path, depth: int = 2) -> list[Discovered]:
     out: list[Discovered] = []
     if not root.is_dir():
         return out
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    for child in sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    ):
         if _module_file(child) is not None:
             out.extend(from_folder(child))
         elif depth > 1:
@@ -193,7 +217,9 @@ def from_entry_points() -> list[Discovered]:
 def discover(dirs: Iterable[Path], entry_points: bool = True) -> list[Discovered]:
     """Every plugin from entry points and folders; the second plugin with a name@version already
     seen is an error (its inference name would be ambiguous)."""
-    found = (from_entry_points() if entry_points else []) + [d for root in dirs for d in scan_dir(Path(root))]
+    found = (from_entry_points() if entry_points else []) + [
+        d for root in dirs for d in scan_dir(Path(root))
+    ]
     seen: dict[str, str] = {}
     for d in found:
         m = d.manifest
@@ -206,25 +232,37 @@ def discover(dirs: Iterable[Path], entry_points: bool = True) -> list[Discovered
     return found
 
 
-def with_plugins(catalog: Catalog, plugins_dirs: Iterable[Path], root: Path | None = None) -> Catalog:
+def with_plugins(
+    catalog: Catalog, plugins_dirs: Iterable[Path], root: Path | None = None
+) -> Catalog:
     """The catalog plus every plugin found (entry points and plugins_dirs, relative ones taken from
     `root`, default the repo): what the app builder serves."""
     from rawinfer.core.settings import REPO_ROOT
 
     root = root or REPO_ROOT
-    return merge_into_catalog(catalog, discover([Path(d) if Path(d).is_absolute() else root / d for d in plugins_dirs]))
+    return merge_into_catalog(
+        catalog, discover([Path(d) if Path(d).is_absolute() else root / d for d in plugins_dirs])
+    )
 
 
 def backend_options(m: Manifest) -> dict[str, Any]:
     """What the deployment and the build step need from the manifest, as plain data."""
-    return {"resources": m.resources.model_dump(exclude_none=True), "batch": m.batch.model_dump(),
-            "description": m.description, "plugin_tasks": list(m.tasks), "outputs": list(m.outputs)}
+    return {
+        "resources": m.resources.model_dump(exclude_none=True),
+        "batch": m.batch.model_dump(),
+        "description": m.description,
+        "plugin_tasks": list(m.tasks),
+        "outputs": list(m.outputs),
+    }
 
 
 def deployment_options(spec: BackendSpec) -> dict[str, Any]:
     """`Deployment.options(...)` for a plugin backend: the manifest's resources and batching."""
     opts = spec.options
-    return {"ray_actor_options": dict(opts.get("resources", {})), "user_config": dict(opts.get("batch", {}))}
+    return {
+        "ray_actor_options": dict(opts.get("resources", {})),
+        "user_config": dict(opts.get("batch", {})),
+    }
 
 
 def merge_into_catalog(catalog: Catalog, found: list[Discovered]) -> Catalog:
@@ -232,8 +270,11 @@ def merge_into_catalog(catalog: Catalog, found: list[Discovered]) -> Catalog:
     inference name), and the failures in `plugin_errors`. A plugin whose names clash with the
     catalog's own is a failure too."""
     data = catalog.model_dump()
-    taken = {t.inference_name for t in catalog.targets} | set(catalog.backends) | {
-        u for t in catalog.targets for u in t.feature_uris}
+    taken = (
+        {t.inference_name for t in catalog.targets}
+        | set(catalog.backends)
+        | {u for t in catalog.targets for u in t.feature_uris}
+    )
     errors = list(data.get("plugin_errors") or [])
     for d in found:
         m = d.manifest
@@ -244,10 +285,22 @@ def merge_into_catalog(catalog: Catalog, found: list[Discovered]) -> Catalog:
             continue
         taken.add(m.inference_name)
         data["backends"][m.inference_name] = BackendSpec(
-            engine=ENGINE, provider="local", served_model=m.ref, model_path=d.ref, tasks=[Task.plugin],
-            options=backend_options(m) | {"plugin_dir": str(d.folder) if d.folder else None}).model_dump()
-        data["targets"].append(TargetSpec(
-            backend=m.inference_name, provider="local", model=m.ref, inference_name=m.inference_name,
-            feature_uris=m.feature_uris, outputs=list(m.outputs)).model_dump())
+            engine=ENGINE,
+            provider="local",
+            served_model=m.ref,
+            model_path=d.ref,
+            tasks=[Task.plugin],
+            options=backend_options(m) | {"plugin_dir": str(d.folder) if d.folder else None},
+        ).model_dump()
+        data["targets"].append(
+            TargetSpec(
+                backend=m.inference_name,
+                provider="local",
+                model=m.ref,
+                inference_name=m.inference_name,
+                feature_uris=m.feature_uris,
+                outputs=list(m.outputs),
+            ).model_dump()
+        )
     data["plugin_errors"] = errors
     return Catalog.model_validate(data)

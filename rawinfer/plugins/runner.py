@@ -6,6 +6,7 @@ Results are per request: the data (the validated Outputs as plain JSON-able data
 RawInferError. A batch whose `infer` raises is run again one request at a time, so one request's
 bad input fails that request only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,14 +25,25 @@ log = logging.getLogger("rawinfer.plugins")
 
 
 def field_errors(e: ValidationError, where: str) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in (where, *err["loc"]) if p != ""),
-             "message": err["msg"].removeprefix("Value error, ")}
-            for err in e.errors(include_input=False, include_url=False)][:50]
+    return [
+        {
+            "field": ".".join(str(p) for p in (where, *err["loc"]) if p != ""),
+            "message": err["msg"].removeprefix("Value error, "),
+        }
+        for err in e.errors(include_input=False, include_url=False)
+    ][:50]
 
 
 class PluginRunner:
-    def __init__(self, ref: str, *, cache_dir: Path | str, plugin_dir: Path | str | None = None,
-                 label: str | None = None, embedder: Callable[[list[str]], Any] | None = None):
+    def __init__(
+        self,
+        ref: str,
+        *,
+        cache_dir: Path | str,
+        plugin_dir: Path | str | None = None,
+        label: str | None = None,
+        embedder: Callable[[list[str]], Any] | None = None,
+    ):
         self.ref, self.label = ref, label or ref
         self.embedder = embedder  # PluginContext.embed's backend (the service's text embedding)
         self.cache_dir, self.plugin_dir = Path(cache_dir), Path(plugin_dir) if plugin_dir else None
@@ -45,8 +57,16 @@ class PluginRunner:
             m = cls.manifest
             self.label = m.ref
             plugin = cls()
-            plugin.load(PluginContext(m.name, m.version, self.cache_dir, self.plugin_dir,
-                                      device="cuda" if m.resources.num_gpus > 0 else "cpu", embedder=self.embedder))
+            plugin.load(
+                PluginContext(
+                    m.name,
+                    m.version,
+                    self.cache_dir,
+                    self.plugin_dir,
+                    device="cuda" if m.resources.num_gpus > 0 else "cpu",
+                    embedder=self.embedder,
+                )
+            )
             self.plugin = plugin
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
@@ -59,8 +79,10 @@ class PluginRunner:
         return {"plugin": self.label, "ready": self.plugin is not None, "error": self.load_error}
 
     def unavailable(self) -> Unavailable:
-        return Unavailable(f"plugin {self.label} failed to load: {self.load_error}",
-                           {"plugin": self.label, "load_error": self.load_error})
+        return Unavailable(
+            f"plugin {self.label} failed to load: {self.load_error}",
+            {"plugin": self.label, "load_error": self.load_error},
+        )
 
     async def run(self, requests: list[dict[str, Any]]) -> list[dict[str, Any] | RawInferError]:
         """Each request is `{"inputs": {...}, "parameters": {...}}` (already validated at the
@@ -78,7 +100,9 @@ class PluginRunner:
                 ok.append(i)
             except ValidationError as e:
                 errors = field_errors(e, "inputs")
-                out[i] = InvalidRequest(f"{errors[0]['field']}: {errors[0]['message']}", {"errors": errors})
+                out[i] = InvalidRequest(
+                    f"{errors[0]['field']}: {errors[0]['message']}", {"errors": errors}
+                )
         if ok:
             try:
                 results = await self._infer(inputs, params)
@@ -91,7 +115,9 @@ class PluginRunner:
                 out[i] = res
         return out
 
-    async def _infer(self, inputs: list[BaseModel], params: list[BaseModel]) -> list[dict[str, Any] | RawInferError]:
+    async def _infer(
+        self, inputs: list[BaseModel], params: list[BaseModel]
+    ) -> list[dict[str, Any] | RawInferError]:
         infer = self.plugin.infer
         if inspect.iscoroutinefunction(infer):
             raw = await infer(inputs, params)
@@ -99,8 +125,13 @@ class PluginRunner:
             raw = await asyncio.to_thread(infer, inputs, params)
         if not isinstance(raw, (list, tuple)) or len(raw) != len(inputs):
             got = f"{len(raw)} items" if isinstance(raw, (list, tuple)) else type(raw).__name__
-            raise _BadOutputs(PluginFailed(f"plugin {self.label} returned {got} for a batch of {len(inputs)}: "
-                                           "infer must return one Outputs per input", {"plugin": self.label}))
+            raise _BadOutputs(
+                PluginFailed(
+                    f"plugin {self.label} returned {got} for a batch of {len(inputs)}: "
+                    "infer must return one Outputs per input",
+                    {"plugin": self.label},
+                )
+            )
         return [self._validate(o) for o in raw]
 
     async def _one(self, x: BaseModel, p: BaseModel) -> dict[str, Any] | RawInferError:
@@ -115,11 +146,16 @@ class PluginRunner:
             value = o.model_dump() if isinstance(o, BaseModel) else o
             return model.model_validate(value).model_dump(mode="json")
         except (ValidationError, ValueError, TypeError) as e:
-            errors = field_errors(e, "outputs") if isinstance(e, ValidationError) else [
-                {"field": "outputs", "message": str(e)[:200]}]
-            return PluginFailed(f"plugin {self.label} returned outputs that do not match its Outputs model "
-                                f"({errors[0]['field']}: {errors[0]['message']})",
-                                {"plugin": self.label, "errors": errors})
+            errors = (
+                field_errors(e, "outputs")
+                if isinstance(e, ValidationError)
+                else [{"field": "outputs", "message": str(e)[:200]}]
+            )
+            return PluginFailed(
+                f"plugin {self.label} returned outputs that do not match its Outputs model "
+                f"({errors[0]['field']}: {errors[0]['message']})",
+                {"plugin": self.label, "errors": errors},
+            )
 
     def _failure(self, e: Exception) -> RawInferError:
         if isinstance(e, _BadOutputs):
@@ -127,8 +163,11 @@ class PluginRunner:
         if isinstance(e, RawInferError):
             return e  # the plugin's own InvalidRequest etc.
         log.error("plugin %s raised during inference", self.label, exc_info=e)
-        return PluginFailed(f"plugin {self.label} failed during inference ({type(e).__name__}); "
-                            "the server log has the details", {"plugin": self.label, "exception": type(e).__name__})
+        return PluginFailed(
+            f"plugin {self.label} failed during inference ({type(e).__name__}); "
+            "the server log has the details",
+            {"plugin": self.label, "exception": type(e).__name__},
+        )
 
 
 class _BadOutputs(Exception):

@@ -1,5 +1,6 @@
 """`rawinfer plugins new NAME`: a working plugin folder from a template (a text embedder over the
 packaged all-MiniLM-L6-v2), to edit into your own model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,12 +60,17 @@ class {cls}(Plugin):
 def scaffold(name: str, parent: Path) -> Path:
     """Writes `<parent>/<name>/plugin.py`; refuses a bad name or an existing folder."""
     if not NAME.match(name):
-        raise ValueError(f"plugin name {name!r} must be snake_case: lower-case letters, digits, single underscores")
+        raise ValueError(
+            f"plugin name {name!r} must be snake_case: lower-case letters, digits, single underscores"
+        )
     folder = parent / name
     if folder.exists():
         raise FileExistsError(f"{folder} already exists")
     folder.mkdir(parents=True)
     cls = "".join(part.capitalize() for part in name.split("_"))
-    (folder / "plugin.py").write_text(TEMPLATE.format(
-        name=name, cls=cls, title=name.replace("_", " ").capitalize(), folder=folder))
+    (folder / "plugin.py").write_text(
+        TEMPLATE.format(
+            name=name, cls=cls, title=name.replace("_", " ").capitalize(), folder=folder
+        )
+    )
     return folder

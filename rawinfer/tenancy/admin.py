@@ -8,6 +8,7 @@ An admin key is a service operator's key: it manages every organisation. Limits:
 configured default, 0 = unlimited, N = N per minute. In an update body, a field left out is left
 as it is and a field sent as null is cleared (back to "all" / "default" / "never").
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,8 +67,10 @@ class KeyUpdate(_Body):
 def _no_empty_lists(body: BaseModel) -> None:
     for field in ("namespaces", "targets"):
         if getattr(body, field, None) == []:
-            raise InvalidRequest(f"{field} is empty: list some, or send null (or leave it out) for all",
-                                 {"field": field})
+            raise InvalidRequest(
+                f"{field} is empty: list some, or send null (or leave it out) for all",
+                {"field": field},
+            )
 
 
 def require_admin(key: KeyInfo) -> None:
@@ -88,10 +91,19 @@ def namespace_json(n: NamespaceInfo) -> dict[str, Any]:
 
 
 def key_json(k: KeyInfo) -> dict[str, Any]:
-    return {"id": k.id, "name": k.name, "org_id": k.org_id,
-            "namespaces": list(k.namespaces) if k.namespaces is not None else None,
-            "targets": list(k.targets) if k.targets is not None else None, "is_admin": k.is_admin,
-            "active": k.active(), "revoked": k.revoked, "expires_at": _iso(k.expires_at), "rpm": k.rpm, "tpm": k.tpm}
+    return {
+        "id": k.id,
+        "name": k.name,
+        "org_id": k.org_id,
+        "namespaces": list(k.namespaces) if k.namespaces is not None else None,
+        "targets": list(k.targets) if k.targets is not None else None,
+        "is_admin": k.is_admin,
+        "active": k.active(),
+        "revoked": k.revoked,
+        "expires_at": _iso(k.expires_at),
+        "rpm": k.rpm,
+        "tpm": k.tpm,
+    }
 
 
 async def _call(fn, *args, **kwargs):
@@ -146,7 +158,9 @@ async def list_namespaces(store: Store, org: str | None = None) -> dict[str, Any
 async def create_namespace(store: Store, body: NamespaceCreate) -> dict[str, Any]:
     if body.org != "default":  # "default" is made on first use; any other must exist
         await _org(store, body.org)
-    return namespace_json(await _call(store.create_namespace, body.name, body.org, rpm=body.rpm, tpm=body.tpm))
+    return namespace_json(
+        await _call(store.create_namespace, body.name, body.org, rpm=body.rpm, tpm=body.tpm)
+    )
 
 
 async def get_namespace(store: Store, ref: str) -> dict[str, Any]:
@@ -176,9 +190,17 @@ async def create_key(store: Store, body: KeyCreate) -> dict[str, Any]:
         expires = datetime.now(timezone.utc) + timedelta(days=body.expires_in_days)
     if body.org != "default":
         await _org(store, body.org)
-    info, secret = await _call(store.create_key, body.name, org=body.org, namespaces=body.namespaces,
-                               is_admin=body.is_admin, expires_at=expires, targets=body.targets,
-                               rpm=body.rpm, tpm=body.tpm)
+    info, secret = await _call(
+        store.create_key,
+        body.name,
+        org=body.org,
+        namespaces=body.namespaces,
+        is_admin=body.is_admin,
+        expires_at=expires,
+        targets=body.targets,
+        rpm=body.rpm,
+        tpm=body.tpm,
+    )
     return {"key": key_json(info), "secret": secret}
 
 
@@ -222,17 +244,28 @@ def parse_time(value: str | None, name: str, *, end: bool = False) -> datetime |
             return datetime.combine(d + timedelta(days=1) if end else d, time(), timezone.utc)
         return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
-        raise InvalidRequest(f"{name} must be an ISO 8601 date or datetime (e.g. 2026-11-01 or "
-                             f"2026-11-01T12:00:00Z) or Unix seconds", {name: value[:64]}) from None
+        raise InvalidRequest(
+            f"{name} must be an ISO 8601 date or datetime (e.g. 2026-11-01 or "
+            f"2026-11-01T12:00:00Z) or Unix seconds",
+            {name: value[:64]},
+        ) from None
 
 
-async def usage(store: Store, namespace: str, from_: str | None = None, to: str | None = None,
-                group_by: str | None = None, key_id: str | None = None) -> dict[str, Any]:
+async def usage(
+    store: Store,
+    namespace: str,
+    from_: str | None = None,
+    to: str | None = None,
+    group_by: str | None = None,
+    key_id: str | None = None,
+) -> dict[str, Any]:
     """What `GET /v1/usage?from=&to=&group_by=` answers for a namespace (id or name): one row of
     totals, or one row per group, over [from, to). Without `from`: the last 30 days."""
     ns = await _namespace(store, namespace)
     if group_by is not None and group_by not in GROUP_BY:
-        raise InvalidRequest(f"group_by must be one of {', '.join(GROUP_BY)}", {"group_by": group_by[:32]})
+        raise InvalidRequest(
+            f"group_by must be one of {', '.join(GROUP_BY)}", {"group_by": group_by[:32]}
+        )
     end = parse_time(to, "to", end=True)
     start = parse_time(from_, "from")
     if start is None:
@@ -240,8 +273,13 @@ async def usage(store: Store, namespace: str, from_: str | None = None, to: str 
     if end is not None and end <= start:
         raise InvalidRequest("`to` must be after `from`")
     rows = await _call(store.usage_summary, ns.id, start, end, group_by, key_id=key_id)
-    return {"namespace": ns.id, "from": start.isoformat(), "to": end.isoformat() if end else None,
-            "group_by": group_by, "data": rows}
+    return {
+        "namespace": ns.id,
+        "from": start.isoformat(),
+        "to": end.isoformat() if end else None,
+        "group_by": group_by,
+        "data": rows,
+    }
 
 
 # ---------------------------------------------------------------- semantic cache

@@ -23,6 +23,7 @@ worker thread. Nothing is lost and nothing is counted twice:
 
 Use from one event loop (the ingress replica's). Spool lines are plain JSON objects, one per row.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,15 +40,22 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, Field
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from rawinfer.tenancy.store import GROUP_BY, USAGE_COLUMNS, USAGE_DEFAULTS, UsageRecord, utc
 from rawinfer.core.settings import LedgerSettings
+from rawinfer.tenancy.store import GROUP_BY, USAGE_COLUMNS, USAGE_DEFAULTS, UsageRecord, utc
 
 log = logging.getLogger("rawinfer.ledger")
-_LIMITS = {"request_id": 128, "org_id": 32, "key_id": 32, "namespace_id": 80, "target": 300, "backend": 128, "task": 32}
+_LIMITS = {
+    "request_id": 128,
+    "org_id": 32,
+    "key_id": 32,
+    "namespace_id": 80,
+    "target": 300,
+    "backend": 128,
+    "task": 32,
+}
 _INTS = ("status", "prompt_tokens", "completion_tokens", "media_bytes")
 _FLOATS = ("audio_seconds", "latency_ms")
 
@@ -79,20 +87,28 @@ def insert_usage(engine, rows: list[dict[str, Any]]) -> int:
         row = dict(USAGE_DEFAULTS)
         row.update((c, r[c]) for c in USAGE_COLUMNS if r.get(c) is not None)
         created = row["created_at"] or datetime.now(timezone.utc)
-        row["created_at"] = utc(datetime.fromisoformat(created) if isinstance(created, str) else created)
+        row["created_at"] = utc(
+            datetime.fromisoformat(created) if isinstance(created, str) else created
+        )
         clean.append(row)
     table = UsageRecord.__table__
     dialect = engine.dialect.name
     new = 0
     with engine.begin() as conn:
         for i in range(0, len(clean), 500):
-            chunk = clean[i:i + 500]
+            chunk = clean[i : i + 500]
             upsert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
             if upsert is not None:
-                stmt = upsert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+                stmt = (
+                    upsert(table)
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(table.c.id)
+                )
                 new += len(conn.execute(stmt, chunk).all())
             else:
-                known = set(conn.scalars(select(table.c.id).where(table.c.id.in_([r["id"] for r in chunk]))))
+                known = set(
+                    conn.scalars(select(table.c.id).where(table.c.id.in_([r["id"] for r in chunk])))
+                )
                 todo = [r for r in chunk if r["id"] not in known]
                 if todo:
                     conn.execute(insert(table), todo)
@@ -100,32 +116,50 @@ def insert_usage(engine, rows: list[dict[str, Any]]) -> int:
     return new
 
 
-def summarize_usage(engine, namespace_id: str, start: datetime | None = None, end: datetime | None = None,
-                    group_by: str | None = None, *, key_id: str | None = None) -> list[dict[str, Any]]:
+def summarize_usage(
+    engine,
+    namespace_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    group_by: str | None = None,
+    *,
+    key_id: str | None = None,
+) -> list[dict[str, Any]]:
     """Totals of a namespace's usage in [start, end) (either open), one row per group
     (`group_by` in key, target, task, status, day (UTC); None: one row of totals)."""
     if group_by is not None and group_by not in GROUP_BY:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
     t = UsageRecord
     if group_by == "day":
-        group = (func.strftime("%Y-%m-%d", t.created_at) if engine.dialect.name == "sqlite"
-                 else func.to_char(func.timezone("UTC", t.created_at), "YYYY-MM-DD"))
+        group = (
+            func.strftime("%Y-%m-%d", t.created_at)
+            if engine.dialect.name == "sqlite"
+            else func.to_char(func.timezone("UTC", t.created_at), "YYYY-MM-DD")
+        )
     else:
-        group = {"key": t.key_id, "target": t.target, "task": t.task, "status": t.status}.get(group_by)
+        group = {"key": t.key_id, "target": t.target, "task": t.task, "status": t.status}.get(
+            group_by
+        )
     fresh, cached = t.cache_hit.is_not(True), t.cache_hit.is_(True)
     cols = [
         func.count().label("requests"),
         # tokens a model spent, and (separately) those of answers served from the semantic cache
         func.coalesce(func.sum(case((fresh, t.prompt_tokens), else_=0)), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(case((fresh, t.completion_tokens), else_=0)), 0).label("completion_tokens"),
-        func.coalesce(func.sum(case((cached, t.prompt_tokens + t.completion_tokens), else_=0)), 0).label("cached_tokens"),
+        func.coalesce(func.sum(case((fresh, t.completion_tokens), else_=0)), 0).label(
+            "completion_tokens"
+        ),
+        func.coalesce(
+            func.sum(case((cached, t.prompt_tokens + t.completion_tokens), else_=0)), 0
+        ).label("cached_tokens"),
         func.coalesce(func.sum(t.audio_seconds), 0.0).label("audio_seconds"),
         func.coalesce(func.sum(t.media_bytes), 0).label("media_bytes"),
         func.coalesce(func.sum(case((t.cache_hit.is_(True), 1), else_=0)), 0).label("cache_hits"),
         func.coalesce(func.sum(case((t.status >= 400, 1), else_=0)), 0).label("errors"),
         func.coalesce(func.avg(t.latency_ms), 0.0).label("latency_ms_avg"),
     ]
-    q = select(*([group.label("group")] if group is not None else []), *cols).where(t.namespace_id == namespace_id)
+    q = select(*([group.label("group")] if group is not None else []), *cols).where(
+        t.namespace_id == namespace_id
+    )
     if start is not None:
         q = q.where(t.created_at >= utc(start))
     if end is not None:
@@ -138,13 +172,20 @@ def summarize_usage(engine, namespace_id: str, start: datetime | None = None, en
     with engine.connect() as conn:
         for r in conn.execute(q).mappings():
             row = {group_by: r["group"]} if group is not None else {}
-            row.update(requests=int(r["requests"]), prompt_tokens=int(r["prompt_tokens"]),
-                       completion_tokens=int(r["completion_tokens"]))
+            row.update(
+                requests=int(r["requests"]),
+                prompt_tokens=int(r["prompt_tokens"]),
+                completion_tokens=int(r["completion_tokens"]),
+            )
             row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
             row["cached_tokens"] = int(r["cached_tokens"])
-            row.update(audio_seconds=round(float(r["audio_seconds"]), 3), media_bytes=int(r["media_bytes"]),
-                       cache_hits=int(r["cache_hits"]), errors=int(r["errors"]),
-                       latency_ms_avg=round(float(r["latency_ms_avg"]), 3))
+            row.update(
+                audio_seconds=round(float(r["audio_seconds"]), 3),
+                media_bytes=int(r["media_bytes"]),
+                cache_hits=int(r["cache_hits"]),
+                errors=int(r["errors"]),
+                latency_ms_avg=round(float(r["latency_ms_avg"]), 3),
+            )
             out.append(row)
     return out
 
@@ -152,14 +193,33 @@ def summarize_usage(engine, namespace_id: str, start: datetime | None = None, en
 class UsageLedger:
     @classmethod
     def from_settings(cls, store, s: LedgerSettings, default_spool: str | Path) -> "UsageLedger":
-        return cls(store, max_buffer=s.max_buffer, flush_interval_s=s.flush_interval_s, batch_size=s.batch_size,
-                   retry_max_s=s.retry_max_s, spool_dir=s.spool_dir or default_spool)
+        return cls(
+            store,
+            max_buffer=s.max_buffer,
+            flush_interval_s=s.flush_interval_s,
+            batch_size=s.batch_size,
+            retry_max_s=s.retry_max_s,
+            spool_dir=s.spool_dir or default_spool,
+        )
 
-    def __init__(self, store, *, max_buffer: int = 10_000, flush_interval_s: float = 1.0, spool_dir: str | Path,
-                 batch_size: int = 500, retry_max_s: float = 30.0, close_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        store,
+        *,
+        max_buffer: int = 10_000,
+        flush_interval_s: float = 1.0,
+        spool_dir: str | Path,
+        batch_size: int = 500,
+        retry_max_s: float = 30.0,
+        close_timeout_s: float = 10.0,
+    ):
         self.store = store
         self.max_buffer, self.batch_size = max_buffer, batch_size
-        self.flush_interval_s, self.retry_max_s, self.close_timeout_s = flush_interval_s, retry_max_s, close_timeout_s
+        self.flush_interval_s, self.retry_max_s, self.close_timeout_s = (
+            flush_interval_s,
+            retry_max_s,
+            close_timeout_s,
+        )
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._buf: collections.deque[dict[str, Any]] = collections.deque()
@@ -170,7 +230,9 @@ class UsageLedger:
         self._flush_lock: asyncio.Lock | None = None
         self._down_until = 0.0
         self._failures = 0
-        self._bad_files: dict[str, tuple[int, int]] = {}  # spool file -> (failures, fresh rows then)
+        self._bad_files: dict[
+            str, tuple[int, int]
+        ] = {}  # spool file -> (failures, fresh rows then)
         self.closed = False
         self.stats = collections.Counter()
 
@@ -232,7 +294,9 @@ class UsageLedger:
                     continue
                 try:
                     ok = await self._write(batch)
-                except BaseException:  # cancelled mid-write: keep the batch (a double is ignored later)
+                except (
+                    BaseException
+                ):  # cancelled mid-write: keep the batch (a double is ignored later)
                     self._spill(batch)
                     raise
                 if ok:
@@ -250,7 +314,11 @@ class UsageLedger:
             delay = min(self.retry_max_s, self.flush_interval_s * 2 ** min(self._failures - 1, 10))
             self._down_until = time.monotonic() + delay
             self.stats["db_failures"] += 1
-            log.warning("usage ledger: database write failed (%s); spooling, retry in %.1f s", type(e).__name__, delay)
+            log.warning(
+                "usage ledger: database write failed (%s); spooling, retry in %.1f s",
+                type(e).__name__,
+                delay,
+            )
             return False
         self._failures, self._down_until = 0, 0.0
         self.stats["written"] += len(rows)
@@ -267,7 +335,11 @@ class UsageLedger:
             self._spool.flush()
         except OSError:  # never into the request path: the disk is the last resort
             self.stats["lost"] += len(rows)
-            log.exception("usage ledger: could not spool %d rows to %s; they are lost", len(rows), self.spool_dir)
+            log.exception(
+                "usage ledger: could not spool %d rows to %s; they are lost",
+                len(rows),
+                self.spool_dir,
+            )
             return
         self.stats["spooled"] += len(rows)
 
@@ -336,7 +408,10 @@ class UsageLedger:
         self._bad_files[path.name] = (fails + 1, fresh_then)
         if fails + 1 >= 5 and self.stats["fresh_written"] > fresh_then:
             path.rename(path.with_suffix(".jsonl.failed"))
-            log.error("usage ledger: %s failed 5 times while the database accepts rows; kept as .failed", path.name)
+            log.error(
+                "usage ledger: %s failed 5 times while the database accepts rows; kept as .failed",
+                path.name,
+            )
             self._down_until = 0.0
             return True
         return False
@@ -348,7 +423,9 @@ class UsageLedger:
             return
         self.closed = True
         task, self._task = self._task, None
-        if task is not None:  # let a flush in progress finish, then stop the loop (no cancel mid-write)
+        if (
+            task is not None
+        ):  # let a flush in progress finish, then stop the loop (no cancel mid-write)
             self._wake.set()
             done, _ = await asyncio.wait({task}, timeout=self.close_timeout_s)
             if not done:

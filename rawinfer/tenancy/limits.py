@@ -30,6 +30,7 @@ Guarantees, per subject and per window, while the shared limiter is reachable:
 If the shared limiter cannot be reached, `fail_open` (default) admits and logs; restarting it
 resets the counters (at most one extra window's worth).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,6 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
-
-from pydantic import BaseModel, Field
 
 from rawinfer.contract.errors import RateLimited
 from rawinfer.core.settings import LimitSettings
@@ -72,8 +71,10 @@ def subjects_for(key: Any, ns: Any, settings: LimitSettings) -> list[Subject]:
     if not settings.enabled:
         return []
     out = []
-    for scope, owner, rpm, tpm in (("key", key, settings.key_rpm, settings.key_tpm),
-                                   ("namespace", ns, settings.namespace_rpm, settings.namespace_tpm)):
+    for scope, owner, rpm, tpm in (
+        ("key", key, settings.key_rpm, settings.key_tpm),
+        ("namespace", ns, settings.namespace_rpm, settings.namespace_tpm),
+    ):
         prefix = "key" if scope == "key" else "ns"
         for unit, kind, default in (("rpm", REQUESTS, rpm), ("tpm", TOKENS, tpm)):
             limit = effective(getattr(owner, unit, None), default)
@@ -142,7 +143,9 @@ class SharedLimiter:
         granted = 0 if left <= 0 else min(max(n, 1), max(1, left // 2))
         slot[1] += granted
         rest = max(subject.limit - slot[1], 0)
-        return granted, Grant(granted > 0, subject.limit, rest, reset, 0.0 if granted else reset, slot[0])
+        return granted, Grant(
+            granted > 0, subject.limit, rest, reset, 0.0 if granted else reset, slot[0]
+        )
 
     def give_back(self, name: str, window: int, n: int, now: float | None = None) -> None:
         slot = self._slots.get(name)
@@ -172,8 +175,15 @@ class SharedLimiter:
             else:
                 g = self.acquire(sub, int(req.get("cost", 1)))
                 granted = int(req.get("cost", 1)) if g.allowed else 0
-            return {"granted": granted, "allowed": g.allowed, "limit": g.limit, "remaining": g.remaining,
-                    "reset_s": g.reset_s, "retry_after_s": g.retry_after_s, "window": g.window}
+            return {
+                "granted": granted,
+                "allowed": g.allowed,
+                "limit": g.limit,
+                "remaining": g.remaining,
+                "reset_s": g.reset_s,
+                "retry_after_s": g.retry_after_s,
+                "window": g.window,
+            }
         if op == "give_back":
             self.give_back(req["name"], int(req["window"]), int(req["n"]))
         elif op == "debit":
@@ -210,7 +220,9 @@ class Admission:
 
 def _tightest(items, kind):
     mine = [(s, g) for s, g in items if s.kind == kind]
-    return min(mine, key=lambda sg: (sg[1].remaining / sg[1].limit, sg[1].remaining)) if mine else None
+    return (
+        min(mine, key=lambda sg: (sg[1].remaining / sg[1].limit, sg[1].remaining)) if mine else None
+    )
 
 
 def limit_headers(items, denied: tuple[Subject, Grant] | None = None) -> dict[str, str]:
@@ -235,16 +247,32 @@ def denial_headers(exc: RateLimited) -> dict[str, str]:
     d = exc.details or {}
     if "limit" not in d:
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-    s = Subject(d.get("subject", ""), int(d["limit"]), d.get("limit_type", REQUESTS), d.get("scope", "key"))
-    return limit_headers([], (s, Grant(False, s.limit, 0, float(d.get("reset_s", exc.retry_after_s)), exc.retry_after_s)))
+    s = Subject(
+        d.get("subject", ""), int(d["limit"]), d.get("limit_type", REQUESTS), d.get("scope", "key")
+    )
+    return limit_headers(
+        [],
+        (
+            s,
+            Grant(False, s.limit, 0, float(d.get("reset_s", exc.retry_after_s)), exc.retry_after_s),
+        ),
+    )
 
 
 class LocalLimiter:
     """The ingress's fast path over a shared limiter reached through `shared(request) -> response`
     (an async callable: a Serve handle call in production, `SharedLimiter.handle` in tests)."""
 
-    def __init__(self, shared: SharedCall, *, lease_fraction: float = 0.1, idle_return_s: float = 1.0,
-                 deny_cache_s: float = 0.2, fail_open: bool = True, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        shared: SharedCall,
+        *,
+        lease_fraction: float = 0.1,
+        idle_return_s: float = 1.0,
+        deny_cache_s: float = 0.2,
+        fail_open: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.shared, self.clock = shared, clock
         self.lease_fraction, self.idle_return_s = lease_fraction, idle_return_s
         self.deny_cache_s, self.fail_open = deny_cache_s, fail_open
@@ -253,15 +281,25 @@ class LocalLimiter:
 
     @classmethod
     def from_settings(cls, shared: SharedCall, s: LimitSettings, **kw) -> "LocalLimiter":
-        return cls(shared, lease_fraction=s.lease_fraction, idle_return_s=s.idle_return_s,
-                   deny_cache_s=s.deny_cache_s, fail_open=s.fail_open, **kw)
+        return cls(
+            shared,
+            lease_fraction=s.lease_fraction,
+            idle_return_s=s.idle_return_s,
+            deny_cache_s=s.deny_cache_s,
+            fail_open=s.fail_open,
+            **kw,
+        )
 
     def _st(self, name: str, now: float) -> _Local:
         st = self._state.get(name)
         if st is None:
             st = self._state[name] = _Local()
         elif st.window is not None and now >= st.expires:
-            st.window, st.balance, st.denied_until = None, 0, 0.0  # the window is over: its units are void
+            st.window, st.balance, st.denied_until = (
+                None,
+                0,
+                0.0,
+            )  # the window is over: its units are void
         return st
 
     def _note_use(self, st: _Local, units: int, now: float) -> None:
@@ -270,7 +308,14 @@ class LocalLimiter:
         st.rate_at, st.last_used = now, now
 
     def _grant(self, sub: Subject, st: _Local, now: float) -> Grant:
-        return Grant(True, sub.limit, max(0, st.balance) + st.shared_left, max(st.expires - now, 0.0), 0.0, st.window or 0)
+        return Grant(
+            True,
+            sub.limit,
+            max(0, st.balance) + st.shared_left,
+            max(st.expires - now, 0.0),
+            0.0,
+            st.window or 0,
+        )
 
     async def _ensure(self, sub: Subject, need: int) -> Grant | None:
         """A grant once the local balance covers `need` (leasing if it does not); None: denied."""
@@ -291,11 +336,15 @@ class LocalLimiter:
             except Exception:
                 if not self.fail_open:
                     raise
-                log.warning("shared rate limiter unreachable; admitting %s", sub.name, exc_info=True)
+                log.warning(
+                    "shared rate limiter unreachable; admitting %s", sub.name, exc_info=True
+                )
                 return Grant(True, sub.limit, sub.limit, 0.0, 0.0, -1)
             if st.window != r["window"]:
                 st.window, st.balance = r["window"], 0
-            st.expires = now + r["reset_s"]  # measured from the ask: never later than the shared end
+            st.expires = (
+                now + r["reset_s"]
+            )  # measured from the ask: never later than the shared end
             st.balance += r["granted"]
             st.shared_left = r["remaining"]
             if st.balance >= need:
@@ -323,8 +372,15 @@ class LocalLimiter:
                     f"rate limit reached: {sub.limit} {what} per minute for this {'API key' if sub.scope == 'key' else 'namespace'}; "
                     f"retry in {max(1, math.ceil(reset))} s",
                     retry_after_s=max(reset, 0.001),
-                    details={"scope": sub.scope, "limit_type": what, "limit": sub.limit, "remaining": 0,
-                             "reset_s": round(reset, 3), "subject": sub.name})
+                    details={
+                        "scope": sub.scope,
+                        "limit_type": what,
+                        "limit": sub.limit,
+                        "remaining": 0,
+                        "reset_s": round(reset, 3),
+                        "subject": sub.name,
+                    },
+                )
             if sub.kind == REQUESTS and g.window != -1:
                 st = self._state[sub.name]
                 st.balance -= 1
@@ -347,19 +403,25 @@ class LocalLimiter:
             st = self._st(sub.name, now)
             self._note_use(st, tokens, now)
             if st.window != g.window:  # lease gone (window over locally): charge the shared window
-                await self._send({"op": "debit", "name": sub.name, "window": g.window, "amount": tokens})
+                await self._send(
+                    {"op": "debit", "name": sub.name, "window": g.window, "amount": tokens}
+                )
                 continue
             st.balance -= tokens
             if st.balance < 0:
                 over, st.balance = -st.balance, 0
                 st.shared_left = max(0, st.shared_left - over)
-                await self._send({"op": "debit", "name": sub.name, "window": g.window, "amount": over})
+                await self._send(
+                    {"op": "debit", "name": sub.name, "window": g.window, "amount": over}
+                )
 
     async def _send(self, req: dict[str, Any]) -> None:
         try:
             await self.shared(req)
         except Exception:
-            log.warning("shared rate limiter unreachable (%s dropped)", req.get("op"), exc_info=True)
+            log.warning(
+                "shared rate limiter unreachable (%s dropped)", req.get("op"), exc_info=True
+            )
 
     async def sweep(self, force: bool = False) -> int:
         """Gives back leased units idle for `idle_return_s` (all of them with `force`); forgets
@@ -368,7 +430,11 @@ class LocalLimiter:
         for name, st in list(self._state.items()):
             if st.window is not None and now >= st.expires:
                 st.window, st.balance = None, 0
-            if st.window is not None and st.balance > 0 and (force or now - st.last_used >= self.idle_return_s):
+            if (
+                st.window is not None
+                and st.balance > 0
+                and (force or now - st.last_used >= self.idle_return_s)
+            ):
                 ops.append({"op": "give_back", "name": name, "window": st.window, "n": st.balance})
                 st.shared_left += st.balance
                 st.balance = 0

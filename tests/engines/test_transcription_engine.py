@@ -1,8 +1,8 @@
 """Local transcription on real speech: LibriVox recordings (Debian pocketsphinx-testdata) with
 their transcripts, and espeak-ng speech. Engines load the packaged whisper models once per module."""
+
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 from faster_whisper.audio import decode_audio as fw_decode_audio
+from helpers import CLIP, LIBRIVOX, REFS, normalise, wer, word_errors  # noqa: F401
 
 from models.audio import decode_audio
-from models.transcription import (TranscriptionParams, WhisperEngine, parse_transcription_params,
-                                  prepare_packaged_whisper)
+from models.transcription import (
+    TranscriptionParams,
+    WhisperEngine,
+    parse_transcription_params,
+    prepare_packaged_whisper,
+)
 from rawinfer.contract.errors import InvalidRequest
-
-from helpers import CLIP, LIBRIVOX, REFS, normalise, wer, word_errors  # noqa: F401
 
 
 def test_wer_function():
@@ -37,7 +40,9 @@ def paths(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(paths):
-    engine = WhisperEngine(str(paths["whisper-tiny.en"]), served_model="whisper-tiny.en", cpu_threads=2)
+    engine = WhisperEngine(
+        str(paths["whisper-tiny.en"]), served_model="whisper-tiny.en", cpu_threads=2
+    )
     engine.load()
     return engine
 
@@ -54,31 +59,94 @@ def media(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("media")
     wav = LIBRIVOX / f"{CLIP}.wav"
     out = {"wav": wav}
-    for ext, extra in [("mp3", []), ("ogg", ["-c:a", "libopus"]), ("flac", []), ("m4a", ["-c:a", "aac"])]:
+    for ext, extra in [
+        ("mp3", []),
+        ("ogg", ["-c:a", "libopus"]),
+        ("flac", []),
+        ("m4a", ["-c:a", "aac"]),
+    ]:
         out[ext] = d / f"clip.{ext}"
         ffmpeg("-i", str(wav), *extra, str(out[ext]))
     out["mp4"] = d / "clip.mp4"  # the speech as the audio track of a video
-    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=8", "-i", str(wav), "-shortest",
-           "-c:v", "libx264", "-c:a", "aac", str(out["mp4"]))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=64x64:d=8",
+        "-i",
+        str(wav),
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        str(out["mp4"]),
+    )
     out["webm"] = d / "clip.webm"
-    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=8", "-i", str(wav), "-shortest",
-           "-c:v", "libvpx", "-c:a", "libopus", str(out["webm"]))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=64x64:d=8",
+        "-i",
+        str(wav),
+        "-shortest",
+        "-c:v",
+        "libvpx",
+        "-c:a",
+        "libopus",
+        str(out["webm"]),
+    )
     out["stereo44k"] = d / "stereo.wav"
     ffmpeg("-i", str(wav), "-ac", "2", "-ar", "44100", str(out["stereo44k"]))
     out["noaudio"] = d / "noaudio.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=2", "-c:v", "libx264", str(out["noaudio"]))
     out["silence60"] = d / "silence60.flac"
-    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "60", "-c:a", "flac", str(out["silence60"]))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=8000:cl=mono",
+        "-t",
+        "60",
+        "-c:a",
+        "flac",
+        str(out["silence60"]),
+    )
     # An mp3 whose header says ~1 s and whose body holds 31 s: the duration it declares is wrong.
     short, long_ = d / "short.mp3", d / "long.mp3"
     ffmpeg("-f", "lavfi", "-i", "sine=f=440:r=16000", "-t", "1", "-q:a", "9", str(short))
-    ffmpeg("-f", "lavfi", "-i", "sine=f=440:r=16000", "-t", "30", "-q:a", "9", "-write_xing", "0",
-           "-id3v2_version", "0", str(long_))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:r=16000",
+        "-t",
+        "30",
+        "-q:a",
+        "9",
+        "-write_xing",
+        "0",
+        "-id3v2_version",
+        "0",
+        str(long_),
+    )
     out["lying"] = d / "lying.mp3"
     out["lying"].write_bytes(short.read_bytes() + long_.read_bytes())
     out["es"] = d / "es.wav"
-    subprocess.run(["espeak-ng", "-v", "es", "-s", "130", "-w", str(out["es"]),
-                    "Buenos días. Hoy vamos a hablar del tiempo en Madrid y en Barcelona."], check=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "es",
+            "-s",
+            "130",
+            "-w",
+            str(out["es"]),
+            "Buenos días. Hoy vamos a hablar del tiempo en Madrid y en Barcelona.",
+        ],
+        check=True,
+    )
     return out
 
 
@@ -88,6 +156,7 @@ def audio_of(path: Path, **kw) -> np.ndarray:
 
 # ------------------------------------------------------------------ decoding
 
+
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "ogg", "flac", "m4a", "mp4", "webm", "stereo44k"])
 def test_decode_matches_faster_whisper(media, fmt):
     ours = audio_of(media[fmt])
@@ -96,8 +165,16 @@ def test_decode_matches_faster_whisper(media, fmt):
     np.testing.assert_array_equal(ours, fw_decode_audio(str(media[fmt])))
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00" * 4096, np.random.default_rng(0).bytes(20000),
-                                  b"This is a text file, not audio.\n" * 40, b"RIFF\x00\x00\x00\x00WAVE"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00" * 4096,
+        np.random.default_rng(0).bytes(20000),
+        b"This is a text file, not audio.\n" * 40,
+        b"RIFF\x00\x00\x00\x00WAVE",
+    ],
+)
 def test_undecodable_bytes_refused(data):
     with pytest.raises(InvalidRequest):
         decode_audio(data)
@@ -137,8 +214,19 @@ def test_decoding_stops_past_cap_when_the_header_lies(media):
 
 # ------------------------------------------------------------------ parameters
 
-@pytest.mark.parametrize("raw", [{"beam_size": 0}, {"beam_size": 11}, {"task": "summarize"}, {"language": "xx"},
-                                 {"language": "english"}, {"temperature": 0.2}, {"word_timestamps": "maybe"}])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"beam_size": 0},
+        {"beam_size": 11},
+        {"task": "summarize"},
+        {"language": "xx"},
+        {"language": "english"},
+        {"temperature": 0.2},
+        {"word_timestamps": "maybe"},
+    ],
+)
 def test_bad_params_refused(raw):
     with pytest.raises(InvalidRequest) as err:
         parse_transcription_params(raw)
@@ -147,7 +235,13 @@ def test_bad_params_refused(raw):
 
 def test_params_defaults_and_normalisation():
     p = parse_transcription_params({"language": " EN "})
-    assert (p.language, p.task, p.beam_size, p.word_timestamps, p.vad_filter) == ("en", "transcribe", 5, False, False)
+    assert (p.language, p.task, p.beam_size, p.word_timestamps, p.vad_filter) == (
+        "en",
+        "transcribe",
+        5,
+        False,
+        False,
+    )
     assert parse_transcription_params(None) == TranscriptionParams()
 
 
@@ -164,14 +258,19 @@ def test_english_only_model_refuses_translate_and_other_languages(tiny, media):
 
 # ------------------------------------------------------------------ transcripts
 
+
 def test_librivox_word_error_rate(tiny):
     errors = words = 0
     for clip, ref in REFS.items():
-        out = tiny.transcribe(audio_of(LIBRIVOX / f"{clip}.wav"), TranscriptionParams(language="en"))
+        out = tiny.transcribe(
+            audio_of(LIBRIVOX / f"{clip}.wav"), TranscriptionParams(language="en")
+        )
         e, n = word_errors(ref, out["text"])
         errors, words = errors + e, words + n
         assert out["language"] == "en"
-        assert out["segments"] and all(0 <= s["start"] <= s["end"] <= out["duration"] for s in out["segments"])
+        assert out["segments"] and all(
+            0 <= s["start"] <= s["end"] <= out["duration"] for s in out["segments"]
+        )
     assert errors / words < 0.12, f"WER {errors / words:.3f}"
 
 
@@ -184,18 +283,25 @@ def test_same_text_across_containers(tiny, media, fmt):
 
 
 def test_output_equals_bare_faster_whisper(tiny, paths, media):
-    bare_model = WhisperModel(str(paths["whisper-tiny.en"]), device="cpu", compute_type="int8", cpu_threads=2)
+    bare_model = WhisperModel(
+        str(paths["whisper-tiny.en"]), device="cpu", compute_type="int8", cpu_threads=2
+    )
     segments, info = bare_model.transcribe(str(media["wav"]), beam_size=3, word_timestamps=True)
     segments = list(segments)
-    ours = tiny.transcribe(audio_of(media["wav"]), TranscriptionParams(beam_size=3, word_timestamps=True),
-                           batched=False)
+    ours = tiny.transcribe(
+        audio_of(media["wav"]),
+        TranscriptionParams(beam_size=3, word_timestamps=True),
+        batched=False,
+    )
     assert ours["text"] == "".join(s.text for s in segments).strip()
     assert ours["duration"] == round(info.duration, 3) and ours["language"] == info.language
     clamp = lambda x: min(round(x, 3), round(info.duration, 3))  # noqa: E731 (the engine clamps to the audio)
-    assert [(s["start"], s["end"], s["text"]) for s in ours["segments"]] == \
-        [(clamp(s.start), clamp(s.end), s.text.strip()) for s in segments]
-    assert [w["word"] for s in ours["segments"] for w in s["words"]] == \
-        [w.word.strip() for s in segments for w in s.words]
+    assert [(s["start"], s["end"], s["text"]) for s in ours["segments"]] == [
+        (clamp(s.start), clamp(s.end), s.text.strip()) for s in segments
+    ]
+    assert [w["word"] for s in ours["segments"] for w in s["words"]] == [
+        w.word.strip() for s in segments for w in s.words
+    ]
 
 
 def test_word_timestamps_only_when_asked(tiny, media):
@@ -226,7 +332,10 @@ def test_long_audio_batched_and_sequential(tiny):
         ref.append(text)
     audio = np.concatenate(parts)  # about 27 s
     assert tiny.use_batched(len(audio) / 16000) is False  # under the 60 s default threshold
-    assert WhisperEngine("x", served_model="x", batched_threshold_s=20).use_batched(len(audio) / 16000) is True
+    assert (
+        WhisperEngine("x", served_model="x", batched_threshold_s=20).use_batched(len(audio) / 16000)
+        is True
+    )
     assert WhisperEngine("x", served_model="x", mode="sequential").use_batched(3600) is False
     for batched in (True, False):
         out = tiny.transcribe(audio, TranscriptionParams(language="en"), batched=batched)
@@ -234,14 +343,20 @@ def test_long_audio_batched_and_sequential(tiny):
         assert out["duration"] == pytest.approx(len(audio) / 16000, abs=0.01)
         ends = [s["end"] for s in out["segments"]]
         assert ends == sorted(ends) and ends[-1] <= out["duration"]
-        assert len(out["segments"]) == (1 if batched else 7)  # batched: one segment per VAD chunk (<= 30 s)
+        assert len(out["segments"]) == (
+            1 if batched else 7
+        )  # batched: one segment per VAD chunk (<= 30 s)
 
 
 def test_silence_gives_an_empty_transcript(tiny):
     silence = np.zeros(70 * 16000, dtype=np.float32)  # over the 60 s threshold: the batched path
     assert tiny.use_batched(70.0)
-    assert tiny.transcribe(silence, TranscriptionParams()) == {"text": "", "language": "en", "duration": 70.0,
-                                                               "segments": []}
+    assert tiny.transcribe(silence, TranscriptionParams()) == {
+        "text": "",
+        "language": "en",
+        "duration": 70.0,
+        "segments": [],
+    }
 
 
 def test_base_detects_language_and_translates(base, media):
@@ -251,7 +366,9 @@ def test_base_detects_language_and_translates(base, media):
     spanish = base.transcribe(spanish_audio, TranscriptionParams())
     assert spanish["language"] == "es"
     assert {"buenos", "hablar", "madrid", "barcelona"} <= set(normalise(spanish["text"]))
-    translated = base.transcribe(spanish_audio, TranscriptionParams(task="translate", language="es", beam_size=1))
+    translated = base.transcribe(
+        spanish_audio, TranscriptionParams(task="translate", language="es", beam_size=1)
+    )
     assert translated["language"] == "es"
     words = set(normalise(translated["text"]))
     # the sentence's end varies between runs ("the weather in Barcelona", "the time in ...", "the
@@ -263,11 +380,14 @@ def test_base_detects_language_and_translates(base, media):
 
 # ------------------------------------------------------------------ packaged models
 
+
 def test_prepare_is_checksummed_and_idempotent(tmp_path, paths):
     first = prepare_packaged_whisper(tmp_path)
     model_bin = first["whisper-base"] / "model.bin"
     stamp = model_bin.stat().st_mtime_ns
-    assert prepare_packaged_whisper(tmp_path) == first and model_bin.stat().st_mtime_ns == stamp  # skipped
+    assert (
+        prepare_packaged_whisper(tmp_path) == first and model_bin.stat().st_mtime_ns == stamp
+    )  # skipped
     size = model_bin.stat().st_size
     with open(model_bin, "r+b") as fh:  # corrupt one byte: the checksum no longer matches
         fh.seek(size // 2)
@@ -277,8 +397,16 @@ def test_prepare_is_checksummed_and_idempotent(tmp_path, paths):
     prepare_packaged_whisper(tmp_path)
     assert model_bin.read_bytes() == (paths["whisper-base"] / "model.bin").read_bytes()
     names = {p.name for p in first["whisper-base"].iterdir()}
-    assert names == {"model.bin", "model.bin.sha256", "config.json", "tokenizer.json", "vocabulary.json"}
-    assert (first["whisper-tiny.en"] / "model.bin").is_file() and first["whisper-tiny.en"] == paths["whisper-tiny.en"]
+    assert names == {
+        "model.bin",
+        "model.bin.sha256",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.json",
+    }
+    assert (first["whisper-tiny.en"] / "model.bin").is_file() and first["whisper-tiny.en"] == paths[
+        "whisper-tiny.en"
+    ]
 
 
 def test_the_light_language_table_is_faster_whispers():

@@ -1,4 +1,5 @@
 """Local chat over HTTP: the real vLLM engine in its Serve deployment, on the packaged SmolLM2."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import time
 import httpx
 import jsonschema
 import pytest
-
 from helpers import assert_error
 
 LOCAL = {"provider": "local", "model": "smollm2-135m-instruct"}
@@ -37,24 +37,37 @@ def post(http, service, body, **kw):
 def test_prompts_answered_each_and_equal_offline_vllm(http, service, offline_vllm):
     prompts = list(offline_vllm)
     for addressing in (LOCAL, {"inference_name": "instruct_chat_v1"}):
-        r = post(http, service, {**addressing, "inputs": {"prompts": prompts}, "parameters": GREEDY})
+        r = post(
+            http, service, {**addressing, "inputs": {"prompts": prompts}, "parameters": GREEDY}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["provider"] == "local" and body["model"] == "smollm2-135m-instruct" and not body["cache_hit"]
+        assert (
+            body["provider"] == "local"
+            and body["model"] == "smollm2-135m-instruct"
+            and not body["cache_hit"]
+        )
         responses = body["data"]["responses"]
         assert [x["text"] for x in responses] == [offline_vllm[p]["text"] for p in prompts]
-        assert all(x["finish_reason"] in ("stop", "length") and "parsed" not in x for x in responses)
+        assert all(
+            x["finish_reason"] in ("stop", "length") and "parsed" not in x for x in responses
+        )
         want_prompt = sum(offline_vllm[p]["prompt_tokens"] for p in prompts)
         want_completion = sum(offline_vllm[p]["completion_tokens"] for p in prompts)
-        assert body["tokens_used"] == {"prompt": want_prompt, "completion": want_completion,
-                                       "total": want_prompt + want_completion}
+        assert body["tokens_used"] == {
+            "prompt": want_prompt,
+            "completion": want_completion,
+            "total": want_prompt + want_completion,
+        }
 
 
 def test_messages_use_the_chat_template(http, service, tokenizer):
-    messages = [{"role": "system", "content": "You answer in one word."},
-                {"role": "user", "content": "My name is Ann."},
-                {"role": "assistant", "content": "Hello Ann."},
-                {"role": "user", "content": "What is my name?"}]
+    messages = [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": "My name is Ann."},
+        {"role": "assistant", "content": "Hello Ann."},
+        {"role": "user", "content": "What is my name?"},
+    ]
     r = post(http, service, {**LOCAL, "inputs": {"messages": messages}, "parameters": GREEDY})
     assert r.status_code == 200, r.text
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
@@ -64,18 +77,36 @@ def test_messages_use_the_chat_template(http, service, tokenizer):
 
 
 def test_system_prompt_is_applied(http, service, tokenizer):
-    r = post(http, service, {**LOCAL, "inputs": {"prompts": ["Hi"], "system": "Be brief."}, "parameters": GREEDY})
-    ids = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-                                        add_generation_prompt=True, tokenize=True)
+    r = post(
+        http,
+        service,
+        {**LOCAL, "inputs": {"prompts": ["Hi"], "system": "Be brief."}, "parameters": GREEDY},
+    )
+    ids = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        add_generation_prompt=True,
+        tokenize=True,
+    )
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     assert r.status_code == 200 and r.json()["tokens_used"]["prompt"] == len(ids)
 
 
 def test_schema_output_parses_and_validates(http, service):
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
-              "required": ["city", "population"], "additionalProperties": False}
-    r = post(http, service, {**LOCAL, "inputs": {"prompts": ["Give a city and its population as JSON."]},
-                             "parameters": {"temperature": 0, "max_tokens": 64, "schema": schema}})
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    r = post(
+        http,
+        service,
+        {
+            **LOCAL,
+            "inputs": {"prompts": ["Give a city and its population as JSON."]},
+            "parameters": {"temperature": 0, "max_tokens": 64, "schema": schema},
+        },
+    )
     assert r.status_code == 200, r.text
     (resp,) = r.json()["data"]["responses"]
     jsonschema.validate(resp["parsed"], schema)
@@ -86,14 +117,17 @@ def sse_events(response: httpx.Response):
     event = None
     for line in response.iter_lines():
         if line.startswith("event: "):
-            event = line[len("event: "):]
+            event = line[len("event: ") :]
         elif line.startswith("data: "):
-            yield event, json.loads(line[len("data: "):])
+            yield event, json.loads(line[len("data: ") :])
 
 
 def test_stream_deltas_concatenate_to_the_final_response(http, service):
-    body = {**LOCAL, "inputs": {"prompts": ["Count from one to ten in words."]},
-            "parameters": {"temperature": 0, "max_tokens": 48, "stream": True}}
+    body = {
+        **LOCAL,
+        "inputs": {"prompts": ["Count from one to ten in words."]},
+        "parameters": {"temperature": 0, "max_tokens": 48, "stream": True},
+    }
     with http.stream("POST", "/v1/inference", json=body, headers=service.headers()) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = list(sse_events(r))
@@ -101,7 +135,15 @@ def test_stream_deltas_concatenate_to_the_final_response(http, service):
     finals = [d for e, d in events if e == "final"]
     assert len(deltas) >= 3 and len(finals) == 1 and events[-1][0] == "final"
     final = finals[0]
-    assert set(final) == {"data", "provider", "model", "latency_ms", "tokens_used", "cache_hit", "request_id"}
+    assert set(final) == {
+        "data",
+        "provider",
+        "model",
+        "latency_ms",
+        "tokens_used",
+        "cache_hit",
+        "request_id",
+    }
     assert "".join(deltas) == final["data"]["responses"][0]["text"]
     assert final["tokens_used"]["completion"] >= len(deltas)
 
@@ -110,8 +152,11 @@ def test_cancelled_stream_frees_the_engine(http, service):
     from ray import serve
 
     handle = serve.get_deployment_handle("chat", app_name="rawinfer")
-    body = {**LOCAL, "inputs": {"prompts": ["Write a long story about a dragon."]},
-            "parameters": {"temperature": 0.8, "max_tokens": 1500, "stream": True}}
+    body = {
+        **LOCAL,
+        "inputs": {"prompts": ["Write a long story about a dragon."]},
+        "parameters": {"temperature": 0.8, "max_tokens": 1500, "stream": True},
+    }
     with service.client(timeout=120) as c:
         with c.stream("POST", "/v1/inference", json=body, headers=service.headers()) as r:
             for n, _ in enumerate(sse_events(r)):
@@ -124,26 +169,53 @@ def test_cancelled_stream_frees_the_engine(http, service):
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("parameters", [
-    {"max_tokens": -1}, {"max_tokens": 0}, {"temperature": -0.1}, {"top_p": 0}, {"top_p": 1.5},
-    {"frequency": 1}, {"stop": ["a", "b", "c", "d", "e"]}, {"max_tokens": 5000},
-    {"schema": {"type": "nonsense"}}, {"stream": True, "max_tokens": 4}, {"seed": -1},
-])
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"max_tokens": -1},
+        {"max_tokens": 0},
+        {"temperature": -0.1},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"frequency": 1},
+        {"stop": ["a", "b", "c", "d", "e"]},
+        {"max_tokens": 5000},
+        {"schema": {"type": "nonsense"}},
+        {"stream": True, "max_tokens": 4},
+        {"seed": -1},
+    ],
+)
 def test_bad_parameters(http, service, parameters):
     prompts = ["one", "two"] if parameters.get("stream") else ["hi"]  # streaming takes one prompt
-    assert_error(post(http, service, {**LOCAL, "inputs": {"prompts": prompts}, "parameters": parameters}), 400)
+    assert_error(
+        post(http, service, {**LOCAL, "inputs": {"prompts": prompts}, "parameters": parameters}),
+        400,
+    )
 
 
-@pytest.mark.parametrize("inputs", [
-    {"prompts": []}, {"prompts": [""]}, {"messages": []},
-    {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
-    {"messages": [{"role": "robot", "content": "a"}]}, {"prompts": ["a"], "messages": [{"role": "user", "content": "b"}]},
-    {"prompts": "not a list"},
-])
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"prompts": []},
+        {"prompts": [""]},
+        {"messages": []},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        {"messages": [{"role": "robot", "content": "a"}]},
+        {"prompts": ["a"], "messages": [{"role": "user", "content": "b"}]},
+        {"prompts": "not a list"},
+    ],
+)
 def test_bad_inputs(http, service, inputs):
     assert_error(post(http, service, {**LOCAL, "inputs": inputs}), 400)
 
 
 def test_max_tokens_over_context_says_the_limits(http, service):
-    err = assert_error(post(http, service, {**LOCAL, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": 5000}}), 400)
+    err = assert_error(
+        post(
+            http,
+            service,
+            {**LOCAL, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": 5000}},
+        ),
+        400,
+    )
     assert "2048" in err["error"]["message"]

@@ -6,15 +6,14 @@ replica's memory until Serve stops the replica. Removing the application from th
 `serve deploy` of a config without it does) shuts the replica down gracefully, and every row
 must then be in the database: that is the flush on shutdown, over real HTTP and real Serve.
 """
+
 from __future__ import annotations
 
 import copy
 import time
 
 import httpx
-import pytest
 import yaml
-
 from conftest import REPO
 
 APP, PREFIX = "ledger-check", "/ledger-check"
@@ -27,10 +26,16 @@ def _second_app(service, catalog_path) -> dict:
     app = copy.deepcopy(service.serve_config["applications"][0])
     app.update(name=APP, route_prefix=PREFIX)
     app["args"]["catalog"] = str(catalog_path)
-    app["args"]["settings"] = {**app["args"]["settings"], "limits": {"enabled": False}, "plugins_dirs": [],
-                               "usage": {"flush_interval_s": 3600, "batch_size": 10_000}}
-    keep = {"ingress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.02}},
-            "openai": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.01}}}
+    app["args"]["settings"] = {
+        **app["args"]["settings"],
+        "limits": {"enabled": False},
+        "plugins_dirs": [],
+        "usage": {"flush_interval_s": 3600, "batch_size": 10_000},
+    }
+    keep = {
+        "ingress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.02}},
+        "openai": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.01}},
+    }
     deployments = []
     for d in app["deployments"]:
         if d["name"] in keep:
@@ -45,9 +50,17 @@ def _rows(database_url: str, request_ids: list[str]) -> dict[str, dict]:
 
     engine = sa.create_engine(database_url)
     with engine.connect() as c:
-        rows = c.execute(sa.text("SELECT request_id, status, prompt_tokens, completion_tokens, target FROM usage_records "
-                                 "WHERE request_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
-                         {"ids": request_ids}).mappings().all()
+        rows = (
+            c.execute(
+                sa.text(
+                    "SELECT request_id, status, prompt_tokens, completion_tokens, target FROM usage_records "
+                    "WHERE request_id IN :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"ids": request_ids},
+            )
+            .mappings()
+            .all()
+        )
     engine.dispose()
     return {r["request_id"]: dict(r) for r in rows}
 
@@ -69,20 +82,41 @@ def test_rows_in_a_stopping_replicas_memory_reach_the_database(service, tmp_path
         with httpx.Client(base_url=service.url + PREFIX, timeout=60) as c:
             for i in range(6):
                 rid = f"ledger-shutdown-{i}-{time.time_ns()}"
-                r = c.post("/v1/inference", headers={**service.headers("a", "team-a"), "X-Request-Id": rid},
-                           json={"provider": "openai", "model": "gpt-4o-mini", "inputs": {"prompts": [f"q{i}"]}})
+                r = c.post(
+                    "/v1/inference",
+                    headers={**service.headers("a", "team-a"), "X-Request-Id": rid},
+                    json={
+                        "provider": "openai",
+                        "model": "gpt-4o-mini",
+                        "inputs": {"prompts": [f"q{i}"]},
+                    },
+                )
                 assert r.status_code == 200, r.text
                 assert r.json()["request_id"] == rid
                 sent[rid] = r.json()
-            bad = c.post("/v1/inference", headers={**service.headers("a", "team-a"), "X-Request-Id": "ledger-shutdown-bad"},
-                         json={"provider": "openai", "model": "gpt-4o-mini", "inputs": {"prompts": "not a list"}})
+            bad = c.post(
+                "/v1/inference",
+                headers={**service.headers("a", "team-a"), "X-Request-Id": "ledger-shutdown-bad"},
+                json={
+                    "provider": "openai",
+                    "model": "gpt-4o-mini",
+                    "inputs": {"prompts": "not a list"},
+                },
+            )
             assert bad.status_code == 400
         time.sleep(1.5)
-        assert _rows(service.database_url, [*sent, "ledger-shutdown-bad"]) == {}, "the ledger flushed early: the test proves nothing"
+        assert _rows(service.database_url, [*sent, "ledger-shutdown-bad"]) == {}, (
+            "the ledger flushed early: the test proves nothing"
+        )
     finally:
-        deploy(copy.deepcopy(service.serve_config), timeout_s=240)  # the second app goes: its replica stops
+        deploy(
+            copy.deepcopy(service.serve_config), timeout_s=240
+        )  # the second app goes: its replica stops
     deadline = time.monotonic() + 30
-    while len(rows := _rows(service.database_url, [*sent, "ledger-shutdown-bad"])) < 7 and time.monotonic() < deadline:
+    while (
+        len(rows := _rows(service.database_url, [*sent, "ledger-shutdown-bad"])) < 7
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.5)
     assert set(rows) == {*sent, "ledger-shutdown-bad"}
     for rid, body in sent.items():

@@ -1,5 +1,6 @@
 """Operating the service: Prometheus metrics move after requests, /readyz reports a deployment
 that is down (a replica process killed) and recovers when Serve restarts it."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,6 @@ import subprocess
 import time
 
 import httpx
-import pytest
-
 from helpers import SECRET
 
 E5 = "multilingual_e5_large_instruct_v1"
@@ -27,21 +26,47 @@ def counter(metrics_url: str, name: str, **labels) -> float:
 def test_metrics_count_requests_tokens_and_latency(service):
     labels = {"route": "/v1/inference", "target": E5, "status": "200"}
     before = counter(service.metrics_url, "ray_rawinfer_requests_total", **labels)
-    tokens_before = counter(service.metrics_url, "ray_rawinfer_tokens_total", target=E5, kind="prompt")
+    tokens_before = counter(
+        service.metrics_url, "ray_rawinfer_tokens_total", target=E5, kind="prompt"
+    )
     with service.client() as c:
         for i in range(5):
-            r = c.post("/v1/inference", json={"inference_name": E5, "inputs": {"text": f"metrics {i}"}}, headers=service.headers())
+            r = c.post(
+                "/v1/inference",
+                json={"inference_name": E5, "inputs": {"text": f"metrics {i}"}},
+                headers=service.headers(),
+            )
             assert r.status_code == 200
-        assert c.post("/v1/inference", json={"inference_name": E5, "inputs": {}}, headers=service.headers()).status_code == 400
+        assert (
+            c.post(
+                "/v1/inference",
+                json={"inference_name": E5, "inputs": {}},
+                headers=service.headers(),
+            ).status_code
+            == 400
+        )
     deadline = time.monotonic() + 60  # Ray exports every few seconds
     while counter(service.metrics_url, "ray_rawinfer_requests_total", **labels) < before + 5:
         assert time.monotonic() < deadline, "the request counter did not move"
         time.sleep(2)
-    assert counter(service.metrics_url, "ray_rawinfer_tokens_total", target=E5, kind="prompt") > tokens_before
-    assert counter(service.metrics_url, "ray_rawinfer_requests_total", route="/v1/inference", status="400") >= 1
-    assert counter(service.metrics_url, "ray_rawinfer_request_latency_ms_count", route="/v1/inference") >= 6
+    assert (
+        counter(service.metrics_url, "ray_rawinfer_tokens_total", target=E5, kind="prompt")
+        > tokens_before
+    )
+    assert (
+        counter(
+            service.metrics_url, "ray_rawinfer_requests_total", route="/v1/inference", status="400"
+        )
+        >= 1
+    )
+    assert (
+        counter(service.metrics_url, "ray_rawinfer_request_latency_ms_count", route="/v1/inference")
+        >= 6
+    )
     text = httpx.get(service.metrics_url, timeout=10).text
-    assert "ray_serve_" in text  # Serve's own metrics (queues, replicas, latencies) come with the same export
+    assert (
+        "ray_serve_" in text
+    )  # Serve's own metrics (queues, replicas, latencies) come with the same export
     assert not SECRET.search(text)
 
 
@@ -51,8 +76,14 @@ def replica_pids(deployment: str) -> list[int]:
     import psutil
     import ray._private.worker
 
-    raylets = {proc.pid for name, proc in ray._private.worker._global_node.live_processes() if name == "raylet"}
-    out = subprocess.run(["pgrep", "-f", f"ServeReplica:rawinfer:{deployment}$"], capture_output=True, text=True)
+    raylets = {
+        proc.pid
+        for name, proc in ray._private.worker._global_node.live_processes()
+        if name == "raylet"
+    }
+    out = subprocess.run(
+        ["pgrep", "-f", f"ServeReplica:rawinfer:{deployment}$"], capture_output=True, text=True
+    )
     return [int(p) for p in out.stdout.split() if psutil.Process(int(p)).ppid() in raylets]
 
 
@@ -61,7 +92,11 @@ def test_readyz_reports_a_down_deployment_and_its_recovery(service):
         r = c.get("/readyz")
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["ready"] and "whisper_tiny_en" in body["deployments"] and "ingress" in body["deployments"]
+        assert (
+            body["ready"]
+            and "whisper_tiny_en" in body["deployments"]
+            and "ingress" in body["deployments"]
+        )
         pids = replica_pids("whisper_tiny_en")
         assert pids, "no whisper_tiny_en replica process found"
         for pid in pids:
@@ -76,8 +111,15 @@ def test_readyz_reports_a_down_deployment_and_its_recovery(service):
         while c.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the deployment did not recover"
             time.sleep(1)
-        r = c.post("/v1/inference", headers=service.headers(), json={"provider": "local", "model": "whisper-tiny.en",
-                                                                    "inputs": {"audio_base64": "AAAA"}})
+        r = c.post(
+            "/v1/inference",
+            headers=service.headers(),
+            json={
+                "provider": "local",
+                "model": "whisper-tiny.en",
+                "inputs": {"audio_base64": "AAAA"},
+            },
+        )
         assert r.status_code == 400  # served again (undecodable audio is the replica's answer)
 
 
@@ -86,26 +128,42 @@ def test_requests_on_a_replica_that_dies_are_answered_by_its_replacement(service
     sends them again, Serve's replacement answers, and the client sees only 200s."""
     import concurrent.futures as cf
 
-    before = counter(service.metrics_url, "ray_rawinfer_backend_retries_total", backend="text_embedding")
+    before = counter(
+        service.metrics_url, "ray_rawinfer_backend_retries_total", backend="text_embedding"
+    )
     pids = replica_pids("text_embedding")
     assert pids, "no text_embedding replica process found"
-    texts = [f"sentence {i} of a batch long enough to keep the replica busy for a while" for i in range(256)]
+    texts = [
+        f"sentence {i} of a batch long enough to keep the replica busy for a while"
+        for i in range(256)
+    ]
 
     def one(i):
         with service.client() as c:
-            return c.post("/v1/inference", json={"inference_name": E5, "inputs": {"texts": texts}},
-                          headers=service.headers(), timeout=120)
+            return c.post(
+                "/v1/inference",
+                json={"inference_name": E5, "inputs": {"texts": texts}},
+                headers=service.headers(),
+                timeout=120,
+            )
 
     with cf.ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(one, i) for i in range(6)]
         time.sleep(1.0)  # the requests reach the replica and it is encoding
-        assert not any(f.done() for f in futures), "the requests finished before the kill: nothing was tested"
+        assert not any(f.done() for f in futures), (
+            "the requests finished before the kill: nothing was tested"
+        )
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         answers = [f.result() for f in futures]
     assert [r.status_code for r in answers] == [200] * 6, [r.text[:200] for r in answers]
     assert all(len(r.json()["data"]["embeddings"]) == 256 for r in answers)
     deadline = time.monotonic() + 60  # Ray exports every few seconds
-    while counter(service.metrics_url, "ray_rawinfer_backend_retries_total", backend="text_embedding") <= before:
-        assert time.monotonic() < deadline, "no request was re-sent: the kill did not hit one in flight"
+    while (
+        counter(service.metrics_url, "ray_rawinfer_backend_retries_total", backend="text_embedding")
+        <= before
+    ):
+        assert time.monotonic() < deadline, (
+            "no request was re-sent: the kill did not hit one in flight"
+        )
         time.sleep(2)

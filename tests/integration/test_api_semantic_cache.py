@@ -1,6 +1,7 @@
 """The semantic cache over HTTP: the real ingress, text-embedding, chat (vLLM) and cache
 deployments. The service runs with `semantic_cache.seed` set (tests/conftest.py), so the
 explore/exploit draws repeat from run to run."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -8,7 +9,6 @@ import time
 import uuid
 
 import pytest
-
 from helpers import assert_error
 
 LOCAL = {"provider": "local", "model": "smollm2-135m-instruct"}
@@ -34,8 +34,13 @@ def namespace(http, service) -> str:
 
 
 def ask(http, service, ns: str, prompt: str, *, max_tokens: int = 16, **extra):
-    body = {**LOCAL, "inputs": {"prompts": [prompt]}, "parameters": {"temperature": 0, "max_tokens": max_tokens},
-            "enable_semantic_cache": True, **extra}
+    body = {
+        **LOCAL,
+        "inputs": {"prompts": [prompt]},
+        "parameters": {"temperature": 0, "max_tokens": max_tokens},
+        "enable_semantic_cache": True,
+        **extra,
+    }
     r = http.post("/v1/inference", json=body, headers=service.headers("all", ns))
     assert r.status_code == 200, r.text
     return r.json()
@@ -80,8 +85,16 @@ def test_a_repeated_prompt_is_served_from_the_cache(http, service, namespace):
     assert p["observations"] >= 4 and p["incorrect"] == 0
     # δ = 0 tolerates no error at all: always the model
     for _ in range(3):
-        assert ask(http, service, namespace, "What is the capital of France?",
-                   semantic_cache_max_error_rate=0)["cache_hit"] is False
+        assert (
+            ask(
+                http,
+                service,
+                namespace,
+                "What is the capital of France?",
+                semantic_cache_max_error_rate=0,
+            )["cache_hit"]
+            is False
+        )
     # usage counts the cached answer's tokens apart from the tokens the model spent
     deadline = time.monotonic() + 20
     while True:
@@ -92,17 +105,36 @@ def test_a_repeated_prompt_is_served_from_the_cache(http, service, namespace):
             break
         time.sleep(0.3)
     assert row["requests"] == p["lookups"] + 3
-    assert row["cache_hits"] == p["hits"] and row["cached_tokens"] == p["hits"] * first["tokens_used"]["total"]
+    assert (
+        row["cache_hits"] == p["hits"]
+        and row["cached_tokens"] == p["hits"] * first["tokens_used"]["total"]
+    )
     fresh = row["requests"] - row["cache_hits"]
     assert row["total_tokens"] == fresh * first["tokens_used"]["total"]
 
 
 def test_without_opting_in_or_sampling_the_cache_is_not_used(http, service, namespace):
     prompt = "Name a primary colour."
-    body = {**LOCAL, "inputs": {"prompts": [prompt]}, "parameters": {"temperature": 0, "max_tokens": 8}}
-    assert http.post("/v1/inference", json=body, headers=service.headers("all", namespace)).status_code == 200
-    sampled = {**body, "enable_semantic_cache": True, "parameters": {"temperature": 0.7, "max_tokens": 8}}
-    assert http.post("/v1/inference", json=sampled, headers=service.headers("all", namespace)).status_code == 200
+    body = {
+        **LOCAL,
+        "inputs": {"prompts": [prompt]},
+        "parameters": {"temperature": 0, "max_tokens": 8},
+    }
+    assert (
+        http.post("/v1/inference", json=body, headers=service.headers("all", namespace)).status_code
+        == 200
+    )
+    sampled = {
+        **body,
+        "enable_semantic_cache": True,
+        "parameters": {"temperature": 0.7, "max_tokens": 8},
+    }
+    assert (
+        http.post(
+            "/v1/inference", json=sampled, headers=service.headers("all", namespace)
+        ).status_code
+        == 200
+    )
     assert stats(http, service, namespace)["partitions"] == []
 
 
@@ -110,15 +142,31 @@ def test_namespaces_and_parameters_do_not_share_entries(http, service, namespace
     prompt = "What is the capital of Italy?"
     warm(http, service, namespace, prompt)
     other = f"cache-{uuid.uuid4().hex[:8]}"
-    assert http.post("/v1/admin/namespaces", json={"name": other}, headers=admin(service)).status_code == 201
+    assert (
+        http.post("/v1/admin/namespaces", json={"name": other}, headers=admin(service)).status_code
+        == 201
+    )
     assert ask(http, service, other, prompt)["cache_hit"] is False
     (p,) = stats(http, service, other)["partitions"]
-    assert (p["lookups"], p["misses"], p["explores"]) == (1, 1, 0)  # nothing found: not even explored
+    assert (p["lookups"], p["misses"], p["explores"]) == (
+        1,
+        1,
+        0,
+    )  # nothing found: not even explored
     # another max_tokens (or system prompt) is another partition in the same namespace
     assert ask(http, service, namespace, prompt, max_tokens=17)["cache_hit"] is False
-    body = {**LOCAL, "inputs": {"prompts": [prompt], "system": "Answer briefly."}, "enable_semantic_cache": True,
-            "parameters": {"temperature": 0, "max_tokens": 16}}
-    assert http.post("/v1/inference", json=body, headers=service.headers("all", namespace)).json()["cache_hit"] is False
+    body = {
+        **LOCAL,
+        "inputs": {"prompts": [prompt], "system": "Answer briefly."},
+        "enable_semantic_cache": True,
+        "parameters": {"temperature": 0, "max_tokens": 16},
+    }
+    assert (
+        http.post("/v1/inference", json=body, headers=service.headers("all", namespace)).json()[
+            "cache_hit"
+        ]
+        is False
+    )
     parts = stats(http, service, namespace)["partitions"]
     assert len(parts) == 3 and sorted(p["misses"] for p in parts) == [1, 1, 1]
 
@@ -149,6 +197,16 @@ def test_clearing_a_namespace(http, service, namespace):
     cli.main(["--database-url", service.database_url, "cache", "clear", "--namespace", namespace])
     assert stats(http, service, namespace)["partitions"] == []
     # errors: not an admin key, unknown namespace, no namespace
-    assert_error(http.delete("/v1/admin/cache", params={"namespace": namespace}, headers=service.headers("all", namespace)), 403)
-    assert_error(http.delete("/v1/admin/cache", params={"namespace": "no-such-ns"}, headers=admin(service)), 404)
+    assert_error(
+        http.delete(
+            "/v1/admin/cache",
+            params={"namespace": namespace},
+            headers=service.headers("all", namespace),
+        ),
+        403,
+    )
+    assert_error(
+        http.delete("/v1/admin/cache", params={"namespace": "no-such-ns"}, headers=admin(service)),
+        404,
+    )
     assert_error(http.delete("/v1/admin/cache", headers=admin(service)), 400)

@@ -1,12 +1,12 @@
 """Tenancy over HTTP with two ingress replicas: rate limits held across them, target rights,
 revocation everywhere within seconds, the usage ledger, and the admin API."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
 import time
 
 import pytest
-
 from helpers import assert_error
 
 E5 = "multilingual_e5_large_instruct_v1"
@@ -23,25 +23,36 @@ def test_requests_per_minute_hold_across_two_ingress_replicas(service):
 
     def one(i):
         with service.client() as c:
-            return c.post("/v1/inference", json=EMBED, headers=service.headers("limited", "limited"))
+            return c.post(
+                "/v1/inference", json=EMBED, headers=service.headers("limited", "limited")
+            )
 
     with cf.ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(one, range(14)))
     ok = [r for r in answers if r.status_code == 200]
     limited = [r for r in answers if r.status_code == 429]
-    assert len(ok) == 6 and len(limited) == 8, [r.status_code for r in answers]  # margin 0 for requests
+    assert len(ok) == 6 and len(limited) == 8, [
+        r.status_code for r in answers
+    ]  # margin 0 for requests
     for r in ok:
-        assert r.headers["x-ratelimit-limit"] == "6" and int(r.headers["x-ratelimit-remaining"]) <= 5
+        assert (
+            r.headers["x-ratelimit-limit"] == "6" and int(r.headers["x-ratelimit-remaining"]) <= 5
+        )
     body = assert_error(limited[0], 429, "RateLimitError")
     assert int(limited[0].headers["retry-after"]) >= 1
-    assert limited[0].headers["x-ratelimit-limit"] == "6" and limited[0].headers["x-ratelimit-remaining"] == "0"
+    assert (
+        limited[0].headers["x-ratelimit-limit"] == "6"
+        and limited[0].headers["x-ratelimit-remaining"] == "0"
+    )
     assert int(limited[0].headers["x-ratelimit-reset"]) <= 60 and body["error"]["message"]
 
 
 def test_openai_client_raises_its_rate_limit_error(service):
     import openai
 
-    client = openai.OpenAI(base_url=service.url + "/v1", api_key=service.keys["limited"], max_retries=0)
+    client = openai.OpenAI(
+        base_url=service.url + "/v1", api_key=service.keys["limited"], max_retries=0
+    )
     with pytest.raises(openai.RateLimitError):
         for _ in range(10):
             client.embeddings.create(model=E5, input="x")
@@ -50,11 +61,27 @@ def test_openai_client_raises_its_rate_limit_error(service):
 def test_a_key_limited_to_targets_gets_403_elsewhere(service):
     with service.client() as c:
         h = service.headers("minilm-only", "team-a")
-        assert c.post("/v1/inference", json={"provider": "local", "model": "all-minilm-l6-v2", "inputs": {"text": "x"}},
-                      headers=h).status_code == 200
+        assert (
+            c.post(
+                "/v1/inference",
+                json={"provider": "local", "model": "all-minilm-l6-v2", "inputs": {"text": "x"}},
+                headers=h,
+            ).status_code
+            == 200
+        )
         assert_error(c.post("/v1/inference", json=EMBED, headers=h), 403, "PermissionDeniedError")
-        assert_error(c.post("/v1/inference", json={"provider": "local", "model": "smollm2-135m-instruct",
-                                                   "inputs": {"prompts": ["x"]}}, headers=h), 403)
+        assert_error(
+            c.post(
+                "/v1/inference",
+                json={
+                    "provider": "local",
+                    "model": "smollm2-135m-instruct",
+                    "inputs": {"prompts": ["x"]},
+                },
+                headers=h,
+            ),
+            403,
+        )
 
 
 def test_revocation_reaches_every_replica_within_seconds(service):
@@ -64,7 +91,9 @@ def test_revocation_reaches_every_replica_within_seconds(service):
     info, secret = store.create_key("short-lived", namespaces=["team-a"])
     h = {"Authorization": f"Bearer {secret}", "X-Namespace": "team-a"}
     with service.client() as c:
-        assert all(c.post("/v1/inference", json=EMBED, headers=h).status_code == 200 for _ in range(4))
+        assert all(
+            c.post("/v1/inference", json=EMBED, headers=h).status_code == 200 for _ in range(4)
+        )
         store.revoke_key(info.id)
         time.sleep(2.5)  # the test service caches keys for 1 s
         for _ in range(10):
@@ -78,9 +107,16 @@ def test_usage_totals_equal_the_responses_tokens(service):
     ns = store.create_namespace("usage-check")
     _, secret = store.create_key("usage", namespaces=["usage-check"])
     h = {"Authorization": f"Bearer {secret}", "X-Namespace": "usage-check"}
-    bodies = [EMBED, {"inference_name": E5, "inputs": {"texts": ["a b c", "d e"]}},
-              {"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["Hi"]},
-               "parameters": {"max_tokens": 8, "temperature": 0}}]
+    bodies = [
+        EMBED,
+        {"inference_name": E5, "inputs": {"texts": ["a b c", "d e"]}},
+        {
+            "provider": "local",
+            "model": "smollm2-135m-instruct",
+            "inputs": {"prompts": ["Hi"]},
+            "parameters": {"max_tokens": 8, "temperature": 0},
+        },
+    ]
     prompt = completion = 0
     with service.client() as c:
         for body in bodies:
@@ -88,7 +124,12 @@ def test_usage_totals_equal_the_responses_tokens(service):
             assert r.status_code == 200, r.text
             prompt += r.json()["tokens_used"]["prompt"]
             completion += r.json()["tokens_used"]["completion"]
-        assert c.post("/v1/inference", json={"inference_name": "nope", "inputs": {"text": "x"}}, headers=h).status_code == 400
+        assert (
+            c.post(
+                "/v1/inference", json={"inference_name": "nope", "inputs": {"text": "x"}}, headers=h
+            ).status_code
+            == 400
+        )
         deadline = time.monotonic() + 20
         while True:  # the ledger writes off the request path, about once a second
             u = c.get("/v1/usage", headers=h)
@@ -111,13 +152,25 @@ def test_admin_api_needs_an_admin_key(service):
     with service.client() as c:
         r = c.post("/v1/admin/namespaces", json={"name": "made-by-admin"}, headers=admin)
         assert r.status_code == 201, r.text
-        r = c.post("/v1/admin/keys", json={"name": "k", "namespaces": ["made-by-admin"], "rpm": 100}, headers=admin)
+        r = c.post(
+            "/v1/admin/keys",
+            json={"name": "k", "namespaces": ["made-by-admin"], "rpm": 100},
+            headers=admin,
+        )
         assert r.status_code == 201, r.text
         secret = r.json()["secret"]
-        assert c.post("/v1/inference", json=EMBED, headers={"Authorization": f"Bearer {secret}",
-                                                             "X-Namespace": "made-by-admin"}).status_code == 200
+        assert (
+            c.post(
+                "/v1/inference",
+                json=EMBED,
+                headers={"Authorization": f"Bearer {secret}", "X-Namespace": "made-by-admin"},
+            ).status_code
+            == 200
+        )
         listed = c.get("/v1/admin/keys", headers=admin).json()
         assert secret not in str(listed)
-        assert_error(c.get("/v1/admin/keys", headers={"Authorization": f"Bearer {service.keys['a']}"}), 403)
+        assert_error(
+            c.get("/v1/admin/keys", headers={"Authorization": f"Bearer {service.keys['a']}"}), 403
+        )
         assert_error(c.get("/v1/admin/keys"), 401)
         assert_error(c.get("/v1/admin/nothing-here", headers=admin), 404)

@@ -2,6 +2,7 @@
 the session's real service over HTTP, killed part way and resumed (one test, so that the file
 starts as few Rays as it can); then submitted as a Ray job to a separate local Ray head with the
 dashboard. A few pure checks of the progress file come first (no Ray)."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from helpers import SECRET
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,8 +27,12 @@ REPO = Path(__file__).resolve().parents[2]
 E5 = "multilingual_e5_large_instruct_v1"
 KEY_ENV = "RAWINFER_BATCH_TEST_KEY"  # not the default name: --api-key-env is exercised
 PROGRESS = re.compile(r"^batch: (\d+)/(\d+) done, (\d+) failed$", re.M)
-CHAT = {"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]},
-        "parameters": {"max_tokens": 4, "temperature": 0}}
+CHAT = {
+    "provider": "local",
+    "model": "smollm2-135m-instruct",
+    "inputs": {"prompts": ["hi"]},
+    "parameters": {"max_tokens": 4, "temperature": 0},
+}
 
 
 def free_port() -> int:
@@ -42,7 +46,9 @@ def test_ray_data_importable():
     try:
         import ray.data  # noqa: F401
     except ImportError as e:
-        pytest.fail(f"ray.data does not import ({e}): install ray[serve,data]==2.60.0 (pandas, pyarrow)")
+        pytest.fail(
+            f"ray.data does not import ({e}): install ray[serve,data]==2.60.0 (pandas, pyarrow)"
+        )
 
 
 # ------------------------------------------------------------------ the progress file, no Ray
@@ -61,12 +67,16 @@ def test_progress_file_torn_tail_and_foreign_input(tmp_path):
     j = Journal(path, header)  # the torn line is cut off, the rest kept
     assert j.status == {1: 400, 2: 200} and j.counts() == (2, 1)
     assert path.read_bytes().endswith(b"}\n")
-    j.add([(3, 200, record(3, 200, {"data": {"n": 3}})), (1, 200, record(1, 200, {}))])  # 1 is done already
+    j.add(
+        [(3, 200, record(3, 200, {"data": {"n": 3}})), (1, 200, record(1, 200, {}))]
+    )  # 1 is done already
     j.write_output(tmp_path / "out.jsonl", 3)
     assert not path.exists()
     assert [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()] == [
-        {"line": 1, "status": 400, "error": {"error": {}}}, {"line": 2, "status": 200, "response": {"data": {}}},
-        {"line": 3, "status": 200, "response": {"data": {"n": 3}}}]
+        {"line": 1, "status": 400, "error": {"error": {}}},
+        {"line": 2, "status": 200, "response": {"data": {}}},
+        {"line": 3, "status": 200, "response": {"data": {"n": 3}}},
+    ]
 
     Journal(path, header).close()
     with pytest.raises(BatchError, match="another input"):
@@ -77,28 +87,57 @@ def test_line_checks_and_retry_after():
     from rawinfer.batch import check_line, retry_after_s
 
     assert check_line(1, b'{"a": 1}') == ('{"a": 1}', None)
-    for raw, says in ((b"{oops", "not valid JSON"), (b"[1]", "not an object"), (b"  ", "empty"),
-                      (b"\xff{}", "not valid UTF-8")):
+    for raw, says in (
+        (b"{oops", "not valid JSON"),
+        (b"[1]", "not an object"),
+        (b"  ", "empty"),
+        (b"\xff{}", "not valid UTF-8"),
+    ):
         body, failure = check_line(7, raw)
         rec = json.loads(failure)
         assert body is None and rec["line"] == 7 and rec["status"] == 400
-        assert rec["error"]["error"]["type"] == "BadRequestError" and says in rec["error"]["error"]["message"]
+        assert (
+            rec["error"]["error"]["type"] == "BadRequestError"
+            and says in rec["error"]["error"]["message"]
+        )
     assert retry_after_s("3") == 3 and retry_after_s(None) is None and retry_after_s("soon") is None
     assert retry_after_s("100000") == 300  # capped
-    assert 0 <= retry_after_s(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))) <= 6
+    assert (
+        0
+        <= retry_after_s(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5)))
+        <= 6
+    )
 
 
 # ------------------------------------------------------------------ the command, for real
 def batch_env(service) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # start its own small Ray
-    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", KEY_ENV: service.keys["a"]})
+    env.update(
+        {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", KEY_ENV: service.keys["a"]}
+    )
     env.pop("RAWINFER_API_KEY", None)
     return env
 
 
 def batch_cmd(service, inp: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rawinfer.batch", str(inp), str(out), "--url", service.url, "--namespace",
-            "team-a", "--api-key-env", KEY_ENV, "--num-cpus", "1", "--progress-every", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "rawinfer.batch",
+        str(inp),
+        str(out),
+        "--url",
+        service.url,
+        "--namespace",
+        "team-a",
+        "--api-key-env",
+        KEY_ENV,
+        "--num-cpus",
+        "1",
+        "--progress-every",
+        "1",
+        *extra,
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -129,12 +168,16 @@ def test_batch_refuses_a_bad_key_before_any_work(service, tmp_path):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_jsonl(inp, [{"inference_name": E5, "inputs": {"text": "x"}}])
     env = {**batch_env(service), KEY_ENV: service.keys["revoked"]}
-    proc = subprocess.run(batch_cmd(service, inp, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        batch_cmd(service, inp, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "HTTP 401" in proc.stderr and service.keys["revoked"] not in proc.stderr + proc.stdout
     assert not out.exists()
     env.pop(KEY_ENV)
-    proc = subprocess.run(batch_cmd(service, inp, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        batch_cmd(service, inp, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and f"set {KEY_ENV}" in proc.stderr
 
 
@@ -159,14 +202,28 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
     kill), and writes every line in input order."""
     texts = [f"batch inference line {i}: the quick brown fox" for i in range(7)]
     lines = [{"inference_name": E5, "inputs": {"text": t}} for t in texts[:5]]
-    lines += ['{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": ',  # line 6: not JSON
-              {"inference_name": "no_such_model_1_0_0", "inputs": {"text": "x"}},  # line 7: 400 from the service
-              CHAT,  # line 8
-              {"inference_name": E5, "inputs": {"texts": texts[5:]}},  # line 9
-              {"provider": "local", "model": "all-minilm-l6-v2", "inputs": {"text": texts[0]}}]  # line 10
+    lines += [
+        '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": ',  # line 6: not JSON
+        {
+            "inference_name": "no_such_model_1_0_0",
+            "inputs": {"text": "x"},
+        },  # line 7: 400 from the service
+        CHAT,  # line 8
+        {"inference_name": E5, "inputs": {"texts": texts[5:]}},  # line 9
+        {"provider": "local", "model": "all-minilm-l6-v2", "inputs": {"text": texts[0]}},
+    ]  # line 10
     lines += [{"inference_name": E5, "inputs": {"text": t}} for t in ("one more", "and another")]
-    lines += [{"inference_name": E5, "inputs": {"texts": [f"line {i} text {j}: resumable batch inference on ray serve"
-                                                          for j in range(16)]}} for i in range(13, 37)]
+    lines += [
+        {
+            "inference_name": E5,
+            "inputs": {
+                "texts": [
+                    f"line {i} text {j}: resumable batch inference on ray serve" for j in range(16)
+                ]
+            },
+        }
+        for i in range(13, 37)
+    ]
     n = len(lines)
     work = tmp_path / "work"
     work.mkdir()
@@ -174,17 +231,27 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
     write_jsonl(inp, lines)
     env = batch_env(service)
 
-    with open(tmp_path / "first.log", "w") as log:  # a file, not a pipe: a full pipe would stall the run
-        first = subprocess.Popen(batch_cmd(service, inp, out, "--concurrency", "1"), cwd=REPO, env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(
+        tmp_path / "first.log", "w"
+    ) as log:  # a file, not a pipe: a full pipe would stall the run
+        first = subprocess.Popen(
+            batch_cmd(service, inp, out, "--concurrency", "1"),
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and first.poll() is None:
             if any(r["status"] == 200 for r in finished(progress).values()):
                 break  # line 6 is recorded at once, without Ray: wait for answers from the service
             time.sleep(0.05)
-        assert first.poll() is None, ("the first run ended before it could be interrupted:\n"
-                                      + (tmp_path / "first.log").read_text()[-3000:])
+        assert first.poll() is None, (
+            "the first run ended before it could be interrupted:\n"
+            + (tmp_path / "first.log").read_text()[-3000:]
+        )
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
@@ -196,8 +263,14 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
     assert 0 < len(before) < n and not out.exists()
     (run1,) = {request_id(r).rsplit("-", 1)[0] for r in before.values() if r["status"] == 200}
 
-    second = subprocess.run(batch_cmd(service, inp, out, "--concurrency", "2"), cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        batch_cmd(service, inp, out, "--concurrency", "2"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     logs = second.stdout + second.stderr
     assert second.returncode == 0, logs[-4000:]
     for text in (first_logs, logs):
@@ -205,7 +278,10 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
     assert f"resuming, {len(before)}/{n} lines already done" in second.stderr
     assert PROGRESS.findall(logs)[-1] == (str(n), str(n), "2")
     assert f"wrote {out}" in second.stdout
-    assert sorted(p.name for p in work.iterdir()) == ["in.jsonl", "out.jsonl"]  # no progress or temp file
+    assert sorted(p.name for p in work.iterdir()) == [
+        "in.jsonl",
+        "out.jsonl",
+    ]  # no progress or temp file
 
     got = read_jsonl(out)
     assert [r["line"] for r in got] == list(range(1, n + 1))
@@ -218,9 +294,15 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
 
     bad_json, unknown = got[5], got[6]
     assert set(bad_json) == {"line", "status", "error"} and bad_json["error"]["success"] is False
-    assert bad_json["error"]["error"]["type"] == "BadRequestError" and bad_json["error"]["request_id"] is None
+    assert (
+        bad_json["error"]["error"]["type"] == "BadRequestError"
+        and bad_json["error"]["request_id"] is None
+    )
     assert "line 6 is not valid JSON" in bad_json["error"]["error"]["message"]
-    assert unknown["error"]["status"] == 400 and "no_such_model_1_0_0" in unknown["error"]["error"]["message"]
+    assert (
+        unknown["error"]["status"] == 400
+        and "no_such_model_1_0_0" in unknown["error"]["error"]["message"]
+    )
     assert re.fullmatch(r"batch-[0-9a-f]{12}-7", unknown["error"]["request_id"])
     chat = got[7]["response"]
     assert chat["model"] == "smollm2-135m-instruct" and len(chat["data"]["responses"]) == 1
@@ -228,6 +310,7 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
 
     # the embeddings are what POST /v1/inference answers for the same text
     with service.client() as http:
+
         def direct(body):
             r = http.post("/v1/inference", json=body, headers=service.headers())
             assert r.status_code == 200, r.text
@@ -236,12 +319,18 @@ def test_batch_end_to_end_interrupted_and_resumed(service, tmp_path):
         for i in (0, 1, 2, 3, 4, 10, 11):
             assert set(got[i]) == {"line", "status", "response"}
             assert got[i]["response"]["request_id"].endswith(f"-{i + 1}")
-            np.testing.assert_allclose(got[i]["response"]["data"]["embedding"], direct(lines[i])["embedding"], atol=1e-5)
+            np.testing.assert_allclose(
+                got[i]["response"]["data"]["embedding"], direct(lines[i])["embedding"], atol=1e-5
+            )
         for i in (8, 20):
-            np.testing.assert_allclose(got[i]["response"]["data"]["embeddings"], direct(lines[i])["embeddings"],
-                                       atol=1e-5)
-        np.testing.assert_allclose(got[9]["response"]["data"]["embedding"], got[0]["response"]["data"]["embedding"],
-                                   atol=1e-5)
+            np.testing.assert_allclose(
+                got[i]["response"]["data"]["embeddings"], direct(lines[i])["embeddings"], atol=1e-5
+            )
+        np.testing.assert_allclose(
+            got[9]["response"]["data"]["embedding"],
+            got[0]["response"]["data"]["embedding"],
+            atol=1e-5,
+        )
 
 
 # ------------------------------------------------------------------ through Ray's job submission
@@ -258,22 +347,48 @@ def ray_head():
     temp dir and process group, on free ports; stopped through that process only (`ray stop`
     would stop every Ray on the machine, the test session's included). Yields (dashboard URL,
     temp dir)."""
-    temp = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))  # short: Ray's socket paths are length-limited
+    temp = Path(
+        tempfile.mkdtemp(prefix="rb-", dir="/tmp")
+    )  # short: Ray's socket paths are length-limited
     dash = free_port()
-    ports = {"--port": free_port(), "--dashboard-port": dash, "--ray-client-server-port": free_port(),
-             "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-             "--runtime-env-agent-port": free_port(), "--metrics-export-port": free_port(),
-             "--node-manager-port": free_port(), "--object-manager-port": free_port()}
+    ports = {
+        "--port": free_port(),
+        "--dashboard-port": dash,
+        "--ray-client-server-port": free_port(),
+        "--dashboard-agent-listen-port": free_port(),
+        "--dashboard-agent-grpc-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--metrics-export-port": free_port(),
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
+    }
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               # stop at once on SIGTERM: draining would wait 30 s for Ray Data's detached actors
-               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")  # the job's `python`
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--include-dashboard=true",
-           "--dashboard-host", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats", "--temp-dir", str(temp)]
+    env.update(
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        # stop at once on SIGTERM: draining would wait 30 s for Ray Data's detached actors
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )  # the job's `python`
+    cmd = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--include-dashboard=true",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--disable-usage-stats",
+        "--temp-dir",
+        str(temp),
+    ]
     cmd += [x for k, v in ports.items() for x in (k, str(v))]
     log = open(temp / "ray-start.log", "w")
-    head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    head = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{dash}"
     try:
         deadline = time.monotonic() + 120
@@ -284,7 +399,10 @@ def ray_head():
             except httpx.HTTPError:
                 pass
             if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the Ray head with the dashboard did not start:\n" + (temp / "ray-start.log").read_text()[-4000:])
+                pytest.fail(
+                    "the Ray head with the dashboard did not start:\n"
+                    + (temp / "ray-start.log").read_text()[-4000:]
+                )
             time.sleep(0.5)
         yield url, temp
     finally:
@@ -307,17 +425,24 @@ def test_batch_as_a_ray_job(service, ray_head, tmp_path):
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     texts = ["submitted as a ray job", "second line of the job"]
-    write_jsonl(job_dir / "in.jsonl", [{"inference_name": E5, "inputs": {"text": t}} for t in texts]
-                + ["not json at all", CHAT])
+    write_jsonl(
+        job_dir / "in.jsonl",
+        [{"inference_name": E5, "inputs": {"text": t}} for t in texts] + ["not json at all", CHAT],
+    )
     out = tmp_path / "results" / "out.jsonl"  # absolute: the job runs in a copy of job_dir
     url, ray_temp = ray_head
     client = JobSubmissionClient(url)
     job = client.submit_job(
         entrypoint=f"python -m rawinfer.batch in.jsonl {out} --url {service.url} --namespace team-a "
-                   f"--api-key-env {KEY_ENV} --concurrency 2 --progress-every 1",
-        runtime_env={"working_dir": str(job_dir), "env_vars": {KEY_ENV: service.keys["a"]}})
+        f"--api-key-env {KEY_ENV} --concurrency 2 --progress-every 1",
+        runtime_env={"working_dir": str(job_dir), "env_vars": {KEY_ENV: service.keys["a"]}},
+    )
     deadline = time.monotonic() + 180
-    while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+    while (status := client.get_job_status(job)) not in {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.STOPPED,
+    }:
         assert time.monotonic() < deadline, client.get_job_logs(job)[-4000:]
         time.sleep(1)
     logs = client.get_job_logs(job)
@@ -327,9 +452,14 @@ def test_batch_as_a_ray_job(service, ray_head, tmp_path):
     got = read_jsonl(out)
     assert [(r["line"], r["status"]) for r in got] == [(1, 200), (2, 200), (3, 400), (4, 200)]
     with service.client() as http:
-        r = http.post("/v1/inference", json={"inference_name": E5, "inputs": {"text": texts[1]}},
-                      headers=service.headers())
-    np.testing.assert_allclose(got[1]["response"]["data"]["embedding"], r.json()["data"]["embedding"], atol=1e-5)
+        r = http.post(
+            "/v1/inference",
+            json={"inference_name": E5, "inputs": {"text": texts[1]}},
+            headers=service.headers(),
+        )
+    np.testing.assert_allclose(
+        got[1]["response"]["data"]["embedding"], r.json()["data"]["embedding"], atol=1e-5
+    )
     assert not (out.parent / "out.progress.jsonl").exists()
     # nothing of the cluster's logs holds the key, except where Ray records the job's runtime_env
     # (env_vars included: docs/deploy.md says to use a RayJob's Secret for a key that must stay secret)

@@ -7,28 +7,41 @@ that is not in the contract's error body (OpenAI's on the OpenAI-compatible rout
 
 Bounded for `make test` (RAWINFER_FUZZ_EXAMPLES per route and mode, default 25); `make fuzz` runs longer.
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
 import schemathesis
+from helpers import SECRET
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    content_type_conformance, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
 )
-
-from helpers import SECRET
-
 
 EXAMPLES = int(os.environ.get("RAWINFER_FUZZ_EXAMPLES", "25"))
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions", "/v1/models"}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False, print_blob=True,
-                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=False,
+    print_blob=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +78,9 @@ def call(case, service, headers: dict[str, str] | None):
             del case.headers[name]
     response = case.call(base_url=service.url, headers=headers, timeout=90)
     # /readyz answers 503 (its own body, declared) while a deployment is down: not a fault
-    case.validate_response(response, checks=CHECKS[1:] if case.operation.path == "/readyz" else CHECKS)
+    case.validate_response(
+        response, checks=CHECKS[1:] if case.operation.path == "/readyz" else CHECKS
+    )
     check_body(case, response)
     return response
 
@@ -79,6 +94,7 @@ def fuzz(service, headers: dict[str, str] | None, expect=None) -> None:
     assert len(operations) >= 10
     for op in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
             @given(case=op.as_strategy(generation_mode=mode))
             @FUZZ
             def run(case):
@@ -91,7 +107,9 @@ def fuzz(service, headers: dict[str, str] | None, expect=None) -> None:
             except Unsatisfiable:  # nothing to make invalid (a route without parameters or body)
                 continue
             except Exception as e:  # noqa: BLE001 (hypothesis' shrunk failure, with its example)
-                failures.append(f"{op.method.upper()} {op.path} [{mode.value}]: {type(e).__name__}: {str(e)[:1500]}")
+                failures.append(
+                    f"{op.method.upper()} {op.path} [{mode.value}]: {type(e).__name__}: {str(e)[:1500]}"
+                )
     assert not failures, "\n\n".join(failures)
 
 
@@ -102,7 +120,10 @@ def test_fuzz_with_a_valid_key(service, fuzz_key):
 def test_fuzz_without_a_key(service):
     def unauthenticated(case, response):
         if case.operation.path not in ("/healthz", "/readyz"):
-            assert response.status_code in (400, 401, 404, 405, 413), (case.operation.path, response.status_code)
+            assert response.status_code in (400, 401, 404, 405, 413), (
+                case.operation.path,
+                response.status_code,
+            )
 
     fuzz(service, None, unauthenticated)
 
@@ -113,7 +134,12 @@ def test_document_describes_every_route(service):
     import httpx
 
     doc = httpx.get(service.url + "/openapi.json", timeout=30).json()
-    assert {"/v1/inference", "/v1/embeddings", "/v1/chat/completions", "/v1/audio/transcriptions"} <= set(doc["paths"])
+    assert {
+        "/v1/inference",
+        "/v1/embeddings",
+        "/v1/chat/completions",
+        "/v1/audio/transcriptions",
+    } <= set(doc["paths"])
     for path, item in doc["paths"].items():
         for method, op in item.items():
             assert {"400", "401", "500", "503"} <= set(op["responses"]), (method, path)

@@ -7,6 +7,7 @@ tests/test_media.py: the fetcher's own rules, a few bad bodies, audio URL refusa
 auth/namespace errors): here the same rules are driven through every route and every URL field,
 with the nastier forms (bombs, deep JSON, raw header bytes, IPv6 spellings, redirects).
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,10 +19,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from helpers import assert_error
 from hostile_helpers import CHAT, CLIP, E5, TINY, VISION, http, post, raw_post, stays_healthy  # noqa: F401 (fixtures)
-
 
 MEDIA_CAP = 1024 * 1024  # and media.max_bytes
 
@@ -32,25 +31,42 @@ def b64(data: bytes) -> str:
 
 # ------------------------------------------------------------------------------ size
 
+
 def test_chunked_body_without_length_is_cut_at_the_cap(http, service):
     def chunks():
         for _ in range(40):
             yield b" " * (128 * 1024)  # 5 MiB of whitespace, no Content-Length
 
-    r = http.post("/v1/inference", content=chunks(), headers={**service.headers(), "Content-Type": "application/json"})
+    r = http.post(
+        "/v1/inference",
+        content=chunks(),
+        headers={**service.headers(), "Content-Type": "application/json"},
+    )
     assert_error(r, 413, "PayloadTooLargeError")
 
 
 def test_declared_huge_length_is_refused_before_the_body(service):
     auth = service.headers()
-    status, headers, body = raw_post(service, "/v1/inference", {k: v.encode() for k, v in auth.items()},
-                                     b"{}", content_length=10**12)
+    status, headers, body = raw_post(
+        service,
+        "/v1/inference",
+        {k: v.encode() for k, v in auth.items()},
+        b"{}",
+        content_length=10**12,
+    )
     assert status == 413, body[:300]
     assert json.loads(body)["error"]["type"] == "PayloadTooLargeError"
 
 
-@pytest.mark.parametrize("target,field", [(TINY, "audio_base64"), (CLIP, "image_base64"), (CLIP, "video_base64"),
-                                          (VISION, "image_base64")])
+@pytest.mark.parametrize(
+    "target,field",
+    [
+        (TINY, "audio_base64"),
+        (CLIP, "image_base64"),
+        (CLIP, "video_base64"),
+        (VISION, "image_base64"),
+    ],
+)
 def test_base64_media_over_the_media_cap(http, service, target, field):
     inputs = {field: b64(b"\0" * (MEDIA_CAP + 4096))}
     if target is VISION:
@@ -58,17 +74,31 @@ def test_base64_media_over_the_media_cap(http, service, target, field):
     assert_error(post(http, service, {**target, "inputs": inputs}), 413, "PayloadTooLargeError")
     data_url = "data:audio/wav;base64," + inputs[field]
     key = field.replace("_base64", "_url")
-    assert_error(post(http, service, {**target, "inputs": {**{k: v for k, v in inputs.items() if k != field},
-                                                           key: data_url}}), 413)
+    assert_error(
+        post(
+            http,
+            service,
+            {
+                **target,
+                "inputs": {**{k: v for k, v in inputs.items() if k != field}, key: data_url},
+            },
+        ),
+        413,
+    )
 
 
 def test_openai_transcription_upload_over_the_media_cap(http, service):
-    r = http.post("/v1/audio/transcriptions", headers=service.headers(), data={"model": "whisper-1"},
-                  files={"file": ("big.wav", b"\0" * (MEDIA_CAP + 10), "audio/wav")})
+    r = http.post(
+        "/v1/audio/transcriptions",
+        headers=service.headers(),
+        data={"model": "whisper-1"},
+        files={"file": ("big.wav", b"\0" * (MEDIA_CAP + 10), "audio/wav")},
+    )
     assert r.status_code == 413 and set(r.json()) == {"error"}, r.text
 
 
 # ------------------------------------------------------------------------------ JSON shape
+
 
 def deep(depth: int, leaf: str = "1") -> str:
     return "[" * depth + leaf + "]" * depth
@@ -79,7 +109,8 @@ def test_deeply_nested_json_in_every_json_route(http, service, depth):
     h = {**service.headers(), "Content-Type": "application/json"}
     nested = deep(depth)
     bodies = {
-        "/v1/inference": '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": %s}}' % nested,
+        "/v1/inference": '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": %s}}'
+        % nested,
         "/v1/embeddings": '{"model": "all-minilm-l6-v2", "input": %s}' % nested,
         "/v1/chat/completions": '{"model": "local/smollm2-135m-instruct", "messages": %s}' % nested,
     }
@@ -98,18 +129,37 @@ def test_deeply_nested_json_schema_for_chat(http, service):
     """A valid JSON body whose `schema` parameter nests 960 levels deep (under the JSON parser's
     limit, over what a recursive schema checker copes with)."""
     schema = '{"type": "object", "properties": {"a": ' * 480 + '{"type": "string"}' + "}}" * 480
-    body = '{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, ' \
-           '"parameters": {"max_tokens": 4, "schema": %s}}' % schema
-    r = http.post("/v1/inference", content=body.encode(), headers={**service.headers(), "Content-Type": "application/json"})
-    assert "nested too deeply" in assert_error(r, 400)["error"]["message"]  # was a 500 (RecursionError)
+    body = (
+        '{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, '
+        '"parameters": {"max_tokens": 4, "schema": %s}}' % schema
+    )
+    r = http.post(
+        "/v1/inference",
+        content=body.encode(),
+        headers={**service.headers(), "Content-Type": "application/json"},
+    )
+    assert (
+        "nested too deeply" in assert_error(r, 400)["error"]["message"]
+    )  # was a 500 (RecursionError)
 
 
 def test_huge_lists(http, service):
     assert_error(post(http, service, {**E5, "inputs": {"texts": ["a"] * 200_000}}), 400)
     assert_error(post(http, service, {**CHAT, "inputs": {"prompts": ["hi"] * 5000}}), 400)
     messages = [{"role": "user", "content": "hi"}] * 20_000
-    assert_error(post(http, service, {**CHAT, "inputs": {"messages": messages}, "parameters": {"max_tokens": 4}}), 400)
-    r = http.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["a"] * 100_000}, headers=service.headers())
+    assert_error(
+        post(
+            http,
+            service,
+            {**CHAT, "inputs": {"messages": messages}, "parameters": {"max_tokens": 4}},
+        ),
+        400,
+    )
+    r = http.post(
+        "/v1/embeddings",
+        json={"model": "all-minilm-l6-v2", "input": ["a"] * 100_000},
+        headers=service.headers(),
+    )
     assert r.status_code == 400 and set(r.json()) == {"error"}, r.text[:300]
 
 
@@ -121,8 +171,11 @@ def test_one_huge_text(http, service):
     assert r.status_code == 200 and r.json()["data"]["dimensions"] == 384
 
 
-WAV_B64 = base64.b64encode(Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
-                           .read_bytes()).decode()
+WAV_B64 = base64.b64encode(
+    Path(
+        "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
+    ).read_bytes()
+).decode()
 
 WRONG_TYPES = [
     ("provider number", {"provider": 5, "model": "m", "inputs": {"text": "x"}}),
@@ -145,22 +198,54 @@ WRONG_TYPES = [
     ("system number", {**CHAT, "inputs": {"prompts": ["hi"], "system": 5}}),
     ("messages string", {**CHAT, "inputs": {"messages": "hi"}}),
     ("message role number", {**CHAT, "inputs": {"messages": [{"role": 5, "content": "hi"}]}}),
-    ("message content object", {**CHAT, "inputs": {"messages": [{"role": "user", "content": {"a": 1}}]}}),
-    ("temperature string", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": "hot"}}),
-    ("max_tokens float", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": 1.5}}),
-    ("max_tokens huge", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": 10**30}}),
-    ("max_tokens negative", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": -1}}),
+    (
+        "message content object",
+        {**CHAT, "inputs": {"messages": [{"role": "user", "content": {"a": 1}}]}},
+    ),
+    (
+        "temperature string",
+        {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": "hot"}},
+    ),
+    (
+        "max_tokens float",
+        {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": 1.5}},
+    ),
+    (
+        "max_tokens huge",
+        {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": 10**30}},
+    ),
+    (
+        "max_tokens negative",
+        {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"max_tokens": -1}},
+    ),
     ("seed huge", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"seed": 2**64}}),
     ("stop number", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"stop": 5}}),
     ("schema string", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"schema": "object"}}),
-    ("schema invalid", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"schema": {"type": 12}}}),
-    pytest.param("stream string", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"stream": "yes"}}),
+    (
+        "schema invalid",
+        {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"schema": {"type": 12}}},
+    ),
+    pytest.param(
+        "stream string", {**CHAT, "inputs": {"prompts": ["hi"]}, "parameters": {"stream": "yes"}}
+    ),
     ("audio_base64 number", {**TINY, "inputs": {"audio_base64": 12345}}),
     ("audio_url list", {**TINY, "inputs": {"audio_url": ["http://127.0.0.2/a.wav"]}}),
-    ("beam_size string", {**TINY, "inputs": {"audio_base64": "AAAA"}, "parameters": {"beam_size": "five"}}),
-    ("beam_size huge", {**TINY, "inputs": {"audio_base64": "AAAA"}, "parameters": {"beam_size": 10**9}}),
-    pytest.param("word_timestamps string", {**TINY, "inputs": {"audio_base64": WAV_B64}, "parameters": {"word_timestamps": "on"}}),
-    pytest.param("vad_filter string", {**TINY, "inputs": {"audio_base64": WAV_B64}, "parameters": {"vad_filter": "yes"}}),
+    (
+        "beam_size string",
+        {**TINY, "inputs": {"audio_base64": "AAAA"}, "parameters": {"beam_size": "five"}},
+    ),
+    (
+        "beam_size huge",
+        {**TINY, "inputs": {"audio_base64": "AAAA"}, "parameters": {"beam_size": 10**9}},
+    ),
+    pytest.param(
+        "word_timestamps string",
+        {**TINY, "inputs": {"audio_base64": WAV_B64}, "parameters": {"word_timestamps": "on"}},
+    ),
+    pytest.param(
+        "vad_filter string",
+        {**TINY, "inputs": {"audio_base64": WAV_B64}, "parameters": {"vad_filter": "yes"}},
+    ),
     ("image_base64 object", {**CLIP, "inputs": {"image_base64": {"data": "x"}}}),
     ("image_url number", {**CLIP, "inputs": {"image_url": 7}}),
     ("max_frames string", {**CLIP, "inputs": {"text": "x"}, "parameters": {"max_frames": "many"}}),
@@ -168,32 +253,77 @@ WRONG_TYPES = [
 ]
 
 
-@pytest.mark.parametrize("label,body", WRONG_TYPES, ids=[c.values[0] if hasattr(c, "marks") else c[0] for c in WRONG_TYPES])
+@pytest.mark.parametrize(
+    "label,body",
+    WRONG_TYPES,
+    ids=[c.values[0] if hasattr(c, "marks") else c[0] for c in WRONG_TYPES],
+)
 def test_wrong_types_in_every_field(http, service, label, body):
     assert_error(post(http, service, body), 400, "BadRequestError")
 
 
-@pytest.mark.parametrize("label,raw_body", [
-    ("invalid utf-8 inside a string", b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "a\xff\xfeb"}}'),
-    ("overlong utf-8", b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "\xc0\xaf"}}'),
-    ("lone surrogate escape", b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "a\\ud800b"}}'),
-    ("NaN literal", b'{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": NaN}}'),
-    ("huge exponent", b'{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": 1e999}}'),
-    ("utf-16 body", '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "x"}}'.encode("utf-16")),
-])
+@pytest.mark.parametrize(
+    "label,raw_body",
+    [
+        (
+            "invalid utf-8 inside a string",
+            b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "a\xff\xfeb"}}',
+        ),
+        (
+            "overlong utf-8",
+            b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "\xc0\xaf"}}',
+        ),
+        (
+            "lone surrogate escape",
+            b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "a\\ud800b"}}',
+        ),
+        (
+            "NaN literal",
+            b'{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": NaN}}',
+        ),
+        (
+            "huge exponent",
+            b'{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": 1e999}}',
+        ),
+        (
+            "utf-16 body",
+            '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "x"}}'.encode(
+                "utf-16"
+            ),
+        ),
+    ],
+)
 def test_undecodable_text(http, service, label, raw_body):
-    r = http.post("/v1/inference", content=raw_body, headers={**service.headers(), "Content-Type": "application/json"})
+    r = http.post(
+        "/v1/inference",
+        content=raw_body,
+        headers={**service.headers(), "Content-Type": "application/json"},
+    )
     assert_error(r, 400)
 
 
 def test_control_characters_in_text_are_just_text(http, service):
-    r = post(http, service, {**E5, "inputs": {"texts": ["a\u0000b", "\u202e\u200b", "\U0001F600" * 50]}})
+    r = post(
+        http, service, {**E5, "inputs": {"texts": ["a\u0000b", "\u202e\u200b", "\U0001f600" * 50]}}
+    )
     assert r.status_code == 200, r.text[:300]
 
 
-@pytest.mark.parametrize("target,field", [(CLIP, "image_base64"), (CLIP, "video_base64"), (VISION, "image_base64")])
-@pytest.mark.parametrize("data", ["!!!!", "YWJj$ZGVm", "A", "====", "data:image/png;base64", "data:image/png,rawbytes",
-                                  "\u00e9\u00e9\u00e9\u00e9"])
+@pytest.mark.parametrize(
+    "target,field", [(CLIP, "image_base64"), (CLIP, "video_base64"), (VISION, "image_base64")]
+)
+@pytest.mark.parametrize(
+    "data",
+    [
+        "!!!!",
+        "YWJj$ZGVm",
+        "A",
+        "====",
+        "data:image/png;base64",
+        "data:image/png,rawbytes",
+        "\u00e9\u00e9\u00e9\u00e9",
+    ],
+)
 def test_base64_that_is_not_base64(http, service, target, field, data):
     inputs = {field: data, **({"prompts": ["what?"]} if target is VISION else {})}
     assert_error(post(http, service, {**target, "inputs": inputs}), 400)
@@ -201,16 +331,24 @@ def test_base64_that_is_not_base64(http, service, target, field, data):
 
 # ------------------------------------------------------------------------------ bombs
 
+
 def png_bomb(width: int, height: int) -> bytes:
     """A complete, valid grayscale PNG of zeros: a few hundred KB that decodes to width*height bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     z = zlib.compressobj(9)
     row = b"\0" * (width + 1)
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -221,15 +359,36 @@ def bombs(media_server):
     (folder / "hostile-bomb.png").write_bytes(png)
     # five hours of silence at 1 kHz in 64k-sample FLAC frames: ~12 KB
     declared = folder / "hostile-5h.flac"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=1000:cl=mono", "-t", "18000",
-                    "-c:a", "flac", "-frame_size", "65535", "-sample_fmt", "s16", str(declared)], check=True, timeout=120)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=1000:cl=mono",
+            "-t",
+            "18000",
+            "-c:a",
+            "flac",
+            "-frame_size",
+            "65535",
+            "-sample_fmt",
+            "s16",
+            str(declared),
+        ],
+        check=True,
+        timeout=120,
+    )
     flac = bytearray(declared.read_bytes())
     assert len(flac) < 64 * 1024
     # the same stream with STREAMINFO's total-samples field zeroed (unknown length): only the
     # decoder's running cap can stop it
     info = 8 + 10  # "fLaC" + block header, then min/max block and frame sizes
-    packed = int.from_bytes(flac[info:info + 8], "big") & ~((1 << 36) - 1)
-    flac[info:info + 8] = packed.to_bytes(8, "big")
+    packed = int.from_bytes(flac[info : info + 8], "big") & ~((1 << 36) - 1)
+    flac[info : info + 8] = packed.to_bytes(8, "big")
     (folder / "hostile-5h-undeclared.flac").write_bytes(bytes(flac))
     return url, png, declared.read_bytes(), bytes(flac)
 
@@ -252,6 +411,10 @@ def test_tiny_file_that_decodes_to_hours_of_audio(http, service, bombs, which):
     assert time.monotonic() - t0 < 30
     name = "hostile-5h.flac" if which == "declared" else "hostile-5h-undeclared.flac"
     assert_error(post(http, service, {**TINY, "inputs": {"audio_url": f"{url}/{name}"}}), 400)
-    r = http.post("/v1/audio/transcriptions", headers=service.headers(), data={"model": "whisper-1"},
-                  files={"file": ("long.flac", audio, "audio/flac")})
+    r = http.post(
+        "/v1/audio/transcriptions",
+        headers=service.headers(),
+        data={"model": "whisper-1"},
+        files={"file": ("long.flac", audio, "audio/flac")},
+    )
     assert r.status_code == 400 and "longer than" in r.json()["error"]["message"], r.text[:300]

@@ -12,13 +12,13 @@
 (c) k8s/rayservice.yaml's serveConfigV2 is what scripts/gen_k8s.py makes of serve_config.gpu.yaml;
 (d) the plain Kubernetes manifests have the expected kinds and agree with each other.
 """
+
 from __future__ import annotations
 
 import copy
 import importlib
 import importlib.util
 import re
-import sys
 import typing
 from functools import lru_cache
 from pathlib import Path
@@ -33,8 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "kuberay"
 K8S = REPO / "k8s"
 SERVE_CONFIGS = {"cpu": REPO / "serve_config.yaml", "gpu": REPO / "serve_config.gpu.yaml"}
-CRD_FILES = {"RayService": "ray.io_rayservices.yaml", "RayJob": "ray.io_rayjobs.yaml",
-             "RayCluster": "ray.io_rayclusters.yaml"}
+CRD_FILES = {
+    "RayService": "ray.io_rayservices.yaml",
+    "RayJob": "ray.io_rayjobs.yaml",
+    "RayCluster": "ray.io_rayclusters.yaml",
+}
 
 # Engines that catalog.gpu.yaml uses before deployments.REGISTRY has them. Remove each one as its
 # deployment lands in REGISTRY; the GPU app graph is built with a stand-in for these meanwhile.
@@ -67,6 +70,7 @@ def gen_k8s():
 
 # ================================================================ (a) Serve configs
 
+
 def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
     """The pydantic models an annotation can hold (through Optional, Union, List, Dict values)."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
@@ -83,7 +87,9 @@ def unknown_serve_keys(data: Any, model: type[pydantic.BaseModel], path: str = "
     if not isinstance(data, dict):
         return []
     fields = model.model_fields
-    by_name = {name: f for name, f in fields.items()} | {f.alias: f for f in fields.values() if f.alias}
+    by_name = {name: f for name, f in fields.items()} | {
+        f.alias: f for f in fields.values() if f.alias
+    }
     bad: list[str] = []
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
@@ -129,9 +135,12 @@ def test_serve_strict_walk_catches_typos():
     bad["http_options"]["request_timeout"] = 5
     ServeDeploySchema.model_validate(bad)  # accepted: Serve would ignore all four
     found = unknown_serve_keys(bad, ServeDeploySchema)
-    for key in ("applications[0].deployments[1].ray_actor_options.num_gpu",
-                "applications[0].deployments[1].autoscaling_config.min_replica",
-                "applications[0].deployments[1].max_ongoing_request", "http_options.request_timeout"):
+    for key in (
+        "applications[0].deployments[1].ray_actor_options.num_gpu",
+        "applications[0].deployments[1].autoscaling_config.min_replica",
+        "applications[0].deployments[1].max_ongoing_request",
+        "http_options.request_timeout",
+    ):
         assert any(f.startswith(key + " ") for f in found), (key, found)
 
 
@@ -161,21 +170,31 @@ def _build_and_check(which: str) -> dict[str, Any]:
     assert isinstance(app, Application)
     built = serve_build(app, name="rawinfer")
     deployments = {d.name: d for d in built.deployments}
-    from rawinfer.plugins.discovery import with_plugins
     from rawinfer.core.settings import Settings
+    from rawinfer.plugins.discovery import with_plugins
 
-    catalog = with_plugins(load_catalog(REPO / args["catalog"]), Settings(**args.get("settings", {})).plugins_dirs)
-    expected = {"ingress", "rate_limiter", "semantic_cache"} | {name for name, b in catalog.backends.items() if b.configured}
+    catalog = with_plugins(
+        load_catalog(REPO / args["catalog"]), Settings(**args.get("settings", {})).plugins_dirs
+    )
+    expected = {"ingress", "rate_limiter", "semantic_cache"} | {
+        name for name, b in catalog.backends.items() if b.configured
+    }
     assert set(deployments) == expected
     assert built.ingress_deployment_name == "ingress"
     overrides = serve_config(which)["applications"][0].get("deployments", [])
     names = [o["name"] for o in overrides]
     assert len(names) == len(set(names)), f"a deployment is configured twice: {names}"
     unknown = set(names) - set(deployments)
-    assert not unknown, f"{SERVE_CONFIGS[which].name} configures deployments the app lacks: {unknown}"
+    assert not unknown, (
+        f"{SERVE_CONFIGS[which].name} configures deployments the app lacks: {unknown}"
+    )
     for o in overrides:
         deployments[o["name"]].options(**{k: v for k, v in o.items() if k != "name"})
-    return {"deployments": deployments, "catalog": catalog, "overrides": {o["name"]: o for o in overrides}}
+    return {
+        "deployments": deployments,
+        "catalog": catalog,
+        "overrides": {o["name"]: o for o in overrides},
+    }
 
 
 def test_cpu_app_builds_offline():
@@ -193,7 +212,9 @@ def test_gpu_catalog_engines_are_registered_or_pending():
     catalog = load_catalog(REPO / _app_args("gpu")["catalog"])
     engines = {b.engine for b in catalog.backends.values()}
     missing = engines - set(REGISTRY) - set(PENDING_ENGINES)
-    assert not missing, f"catalog.gpu.yaml uses engines neither in deployments.REGISTRY nor pending: {missing}"
+    assert not missing, (
+        f"catalog.gpu.yaml uses engines neither in deployments.REGISTRY nor pending: {missing}"
+    )
 
 
 def test_gpu_app_builds_offline(monkeypatch):
@@ -224,21 +245,36 @@ def test_gpu_config_resources():
     for name, o in overrides.items():
         opts = o.get("ray_actor_options", {})
         backend = catalog.backends.get(name)
-        local_gpu = backend is not None and backend.provider == "local" and backend.options.get("device", "cuda") == "cuda"
+        local_gpu = (
+            backend is not None
+            and backend.provider == "local"
+            and backend.options.get("device", "cuda") == "cuda"
+        )
         if local_gpu:
-            assert 0 < opts.get("num_gpus", 0) <= 1, f"{name}: a local model on the GPU cluster needs num_gpus"
+            assert 0 < opts.get("num_gpus", 0) <= 1, (
+                f"{name}: a local model on the GPU cluster needs num_gpus"
+            )
         else:
             assert not opts.get("num_gpus"), f"{name}: ingress and provider proxies run on CPU"
         if backend is not None and backend.provider != "local":
             assert opts.get("num_cpus", 1) <= 0.25 and o["max_ongoing_requests"] >= 128, name
-        if name in ("rate_limiter", "semantic_cache"):  # their state lives in one replica: never autoscaled
+        if name in (
+            "rate_limiter",
+            "semantic_cache",
+        ):  # their state lives in one replica: never autoscaled
             assert o["num_replicas"] == 1 and "autoscaling_config" not in o
             continue
         a = o["autoscaling_config"]
         assert 1 <= a["min_replicas"] <= a["max_replicas"], name
     assert overrides["chat"]["ray_actor_options"]["num_gpus"] == 1
     # the models that share a GPU fit on one together
-    assert sum(overrides[n]["ray_actor_options"]["num_gpus"] for n in ("text_embedding", "whisper", "clip")) <= 1
+    assert (
+        sum(
+            overrides[n]["ray_actor_options"]["num_gpus"]
+            for n in ("text_embedding", "whisper", "clip")
+        )
+        <= 1
+    )
 
 
 def _names(target) -> set[tuple[str, ...]]:
@@ -260,22 +296,32 @@ def test_gpu_catalog_keeps_the_default_target_names():
 
     default = load_catalog(REPO / "catalog.yaml")
     gpu = load_catalog(REPO / "catalog.gpu.yaml")
-    tasks = {n: set(default.backends[t.backend].tasks) for t in default.targets for n in _names(t)
-             if n[:2] != ("provider+model", "local")}
+    tasks = {
+        n: set(default.backends[t.backend].tasks)
+        for t in default.targets
+        for n in _names(t)
+        if n[:2] != ("provider+model", "local")
+    }
     gpu_tasks = {n: set(gpu.backends[t.backend].tasks) for t in gpu.targets for n in _names(t)}
     missing = set(tasks) - set(gpu_tasks)
-    assert not missing, f"add these catalog.yaml names to catalog.gpu.yaml (same task, production model): {missing}"
+    assert not missing, (
+        f"add these catalog.yaml names to catalog.gpu.yaml (same task, production model): {missing}"
+    )
     for n, wanted in tasks.items():
         assert wanted <= gpu_tasks[n], f"{n} loses tasks in production: {wanted - gpu_tasks[n]}"
 
 
 # ================================================================ (b) KubeRay manifests
 
+
 @lru_cache(maxsize=None)
 def crd_schema(kind: str) -> dict[str, Any]:
     if not SHARED_KUBERAY.is_dir():
-        pytest.fail(f"the KubeRay CRDs are missing: expected {SHARED_KUBERAY} (the shared folder beside "
-                    f"the checkout, with {', '.join(CRD_FILES.values())})", pytrace=False)
+        pytest.fail(
+            f"the KubeRay CRDs are missing: expected {SHARED_KUBERAY} (the shared folder beside "
+            f"the checkout, with {', '.join(CRD_FILES.values())})",
+            pytrace=False,
+        )
     crd = load_yaml(SHARED_KUBERAY / CRD_FILES[kind])
     assert crd["spec"]["names"]["kind"] == kind
     (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
@@ -329,7 +375,9 @@ _MAX_NAME = {"RayService": 47, "RayJob": 47, "RayCluster": 53}
 def check_object_meta(doc: dict[str, Any]) -> None:
     meta = doc.get("metadata") or {}
     name = meta.get("name", "")
-    assert _DNS1123.match(name) and len(name) <= _MAX_NAME[doc["kind"]], f"bad {doc['kind']} name {name!r}"
+    assert _DNS1123.match(name) and len(name) <= _MAX_NAME[doc["kind"]], (
+        f"bad {doc['kind']} name {name!r}"
+    )
     allowed = {"name", "namespace", "labels", "annotations"}
     assert set(meta) <= allowed, f"{name}: metadata keys {set(meta) - allowed}"
     for k, v in {**meta.get("labels", {}), **meta.get("annotations", {})}.items():
@@ -350,7 +398,9 @@ def validate_kuberay(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
     schema = crd_schema(doc["kind"])
     assert doc["apiVersion"] == "ray.io/v1"
     validator = jsonschema.Draft7Validator(schema)
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
+    ]
     return errors, unknown_k8s_fields(doc, schema)
 
 
@@ -364,7 +414,9 @@ def test_kuberay_manifest_matches_crd(label, doc):
     check_object_meta(doc)
     errors, unknown = validate_kuberay(doc)
     assert errors == [], f"{label} fails the CRD schema: {errors[:10]}"
-    assert unknown == [], f"{label} has fields the CRD does not declare (Kubernetes would drop them): {unknown}"
+    assert unknown == [], (
+        f"{label} has fields the CRD does not declare (Kubernetes would drop them): {unknown}"
+    )
 
 
 def _rayservice() -> dict[str, Any]:
@@ -382,11 +434,15 @@ def test_typo_in_kuberay_manifest_is_caught():
     gpu_pod["toleration"] = gpu_pod.pop("tolerations")
     errors, unknown = validate_kuberay(doc)
     assert errors == []
-    assert sorted(unknown) == ["spec.rayClusterConfig.enableInTreeAutoscalling",
-                       "spec.rayClusterConfig.workerGroupSpecs[1].template.spec.toleration"]
+    assert sorted(unknown) == [
+        "spec.rayClusterConfig.enableInTreeAutoscalling",
+        "spec.rayClusterConfig.workerGroupSpecs[1].template.spec.toleration",
+    ]
 
     doc = copy.deepcopy(_rayservice())
-    doc["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0  # must be a string
+    doc["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = (
+        0  # must be a string
+    )
     errors, _ = validate_kuberay(doc)
     assert any("rayStartParams.num-cpus" in e for e in errors), errors
 
@@ -415,14 +471,20 @@ def test_rayservice_cluster_layout():
         c = pod["spec"]["containers"][0]
         assert "nvidia.com/gpu" not in c["resources"]["limits"] or name == "gpu"
         env = {e["name"]: e for e in c["env"]}
-        assert env["RAWINFER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "rawinfer-database"
+        assert (
+            env["RAWINFER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "rawinfer-database"
+        )
         for p in ("OPENAI", "GOOGLE", "ANTHROPIC"):
-            assert env[f"RAWINFER_PROVIDERS__{p}__API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "rawinfer-provider-keys"
+            assert (
+                env[f"RAWINFER_PROVIDERS__{p}__API_KEY"]["valueFrom"]["secretKeyRef"]["name"]
+                == "rawinfer-provider-keys"
+            )
         if name != "head":
             assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
 
 
 # ================================================================ (c) serveConfigV2
+
 
 def test_serve_config_v2_is_generated_from_the_gpu_config():
     gen = gen_k8s()
@@ -443,7 +505,8 @@ def test_generated_manifests_are_up_to_date(capsys):
     gen = gen_k8s()
     assert gen.main(["--check"]) == 0, capsys.readouterr().out[-3000:]
     assert gen.rayjob()["spec"]["entrypoint"].startswith(
-        "rawinfer batch /data/input.jsonl /data/output.jsonl --url http://rawinfer-serve-svc:8000")
+        "rawinfer batch /data/input.jsonl /data/output.jsonl --url http://rawinfer-serve-svc:8000"
+    )
 
 
 # ================================================================ (d) plain Kubernetes manifests
@@ -490,12 +553,24 @@ def test_manifests_agree_with_each_other():
                     assert v["persistentVolumeClaim"]["claimName"] in claims
 
     (ingress,) = load_docs(K8S / "ingress.yaml")
-    backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
-    assert backends == [{"name": serve_svc["metadata"]["name"], "port": {"number": serve_svc["spec"]["ports"][0]["port"]}}]
-    assert f"http://{serve_svc['metadata']['name']}:{serve_svc['spec']['ports'][0]['port']}" in job["spec"]["entrypoint"]
+    backends = [
+        p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
+    ]
+    assert backends == [
+        {
+            "name": serve_svc["metadata"]["name"],
+            "port": {"number": serve_svc["spec"]["ports"][0]["port"]},
+        }
+    ]
+    assert (
+        f"http://{serve_svc['metadata']['name']}:{serve_svc['spec']['ports'][0]['port']}"
+        in job["spec"]["entrypoint"]
+    )
 
     (public,) = load_docs(K8S / "service.yaml")
     selector = public["spec"]["selector"]
     worker_labels = _pod_specs(service)["gpu"]["metadata"]["labels"]
-    assert {k: v for k, v in selector.items() if not k.startswith("ray.io/")}.items() <= worker_labels.items()
+    assert {
+        k: v for k, v in selector.items() if not k.startswith("ray.io/")
+    }.items() <= worker_labels.items()
     assert public["spec"]["ports"][0]["targetPort"] == 8000

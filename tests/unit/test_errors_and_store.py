@@ -1,4 +1,5 @@
 """The status table, the wire form of errors, and key storage: no Ray."""
+
 from __future__ import annotations
 
 import time
@@ -12,19 +13,35 @@ from rawinfer.tenancy.store import KEY_RE, NAMESPACE_ID_RE, Store, hash_key
 from router.errors import STATUS, error_body, for_status, invalid
 
 EXPECTED = {
-    E.InvalidRequest: 400, E.Unauthenticated: 401, E.Forbidden: 403, E.NotFound: 404, E.MethodNotAllowed: 405,
-    E.PayloadTooLarge: 413, E.RateLimited: 429, E.InferenceFailed: 500, E.ProviderError: 502,
-    E.Unavailable: 503, E.DeadlineExceeded: 504,
+    E.InvalidRequest: 400,
+    E.Unauthenticated: 401,
+    E.Forbidden: 403,
+    E.NotFound: 404,
+    E.MethodNotAllowed: 405,
+    E.PayloadTooLarge: 413,
+    E.RateLimited: 429,
+    E.InferenceFailed: 500,
+    E.ProviderError: 502,
+    E.Unavailable: 503,
+    E.DeadlineExceeded: 504,
 }
 
 
 @pytest.mark.parametrize("cls,status", EXPECTED.items(), ids=[c.__name__ for c in EXPECTED])
 def test_status_table_and_body(cls, status):
-    exc = cls("say what to change", {"k": 1}) if cls is not E.RateLimited else cls("slow down", 3.0, {"k": 1})
+    exc = (
+        cls("say what to change", {"k": 1})
+        if cls is not E.RateLimited
+        else cls("slow down", 3.0, {"k": 1})
+    )
     got, body = error_body(exc, "req_1")
     assert got == status == STATUS[cls][0]
-    assert body == {"success": False, "status": status, "request_id": "req_1",
-                    "error": {"type": STATUS[cls][1], "message": exc.message, "details": {"k": 1}}}
+    assert body == {
+        "success": False,
+        "status": status,
+        "request_id": "req_1",
+        "error": {"type": STATUS[cls][1], "message": exc.message, "details": {"k": 1}},
+    }
 
 
 @pytest.mark.parametrize("cls", EXPECTED)
@@ -40,7 +57,9 @@ def test_wire_round_trip(cls):
 
 def test_unknown_wire_kind_is_a_500_and_framework_statuses_map():
     assert type(E.from_wire({"error": {"kind": "Weird", "message": "x"}})) is E.InferenceFailed
-    assert type(for_status(404, "x")) is E.NotFound and type(for_status(418, "x")) is E.InvalidRequest
+    assert (
+        type(for_status(404, "x")) is E.NotFound and type(for_status(418, "x")) is E.InvalidRequest
+    )
     assert type(for_status(500, "x")) is E.InferenceFailed
     assert not E.is_wire_error({"data": 1}) and not E.is_wire_error({"error": 1, "data": 2})
 
@@ -97,12 +116,17 @@ def test_namespace_access(store):
     everything, _ = store.create_key("e")
     assert limited.may_use(a) and not limited.may_use(b) and not limited.may_use(x)
     assert everything.may_use(a) and everything.may_use(b) and not everything.may_use(x)
-    assert store.find_namespace(a.id) == a == store.find_namespace("a") and store.find_namespace("zz") is None
+    assert (
+        store.find_namespace(a.id) == a == store.find_namespace("a")
+        and store.find_namespace("zz") is None
+    )
     with pytest.raises(ValueError):
         store.create_key("bad", namespaces=["x"])  # another organisation's namespace
 
 
-@pytest.mark.parametrize("name", ["", "A", "has space", "-lead", "trail-", "ns_abcdefghijkl", "x" * 64, "under_score"])
+@pytest.mark.parametrize(
+    "name", ["", "A", "has space", "-lead", "trail-", "ns_abcdefghijkl", "x" * 64, "under_score"]
+)
 def test_namespace_names_refused(store, name):
     with pytest.raises(ValueError):
         store.create_namespace(name)

@@ -1,5 +1,6 @@
 """The house rules that a reader relies on: no import circle, no module over 400 lines, the
 layer contract (pyproject.toml, `lint-imports`) kept."""
+
 from __future__ import annotations
 
 import subprocess
@@ -20,12 +21,18 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if root in index:
             continue
         work = [(root, iter(graph[root]))]
-        index[root] = low[root] = counter[0]; counter[0] += 1; stack.append(root); on.add(root)
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
         while work:
             node, it = work[-1]
             for nxt in it:
                 if nxt not in index:
-                    index[nxt] = low[nxt] = counter[0]; counter[0] += 1; stack.append(nxt); on.add(nxt)
+                    index[nxt] = low[nxt] = counter[0]
+                    counter[0] += 1
+                    stack.append(nxt)
+                    on.add(nxt)
                     work.append((nxt, iter(graph.get(nxt, ()))))
                     break
                 if nxt in on:
@@ -37,7 +44,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if low[node] == index[node]:
                     comp = []
                     while True:
-                        m = stack.pop(); on.discard(m); comp.append(m)
+                        m = stack.pop()
+                        on.discard(m)
+                        comp.append(m)
                         if m == node:
                             break
                     if len(comp) > 1:
@@ -56,10 +65,14 @@ def test_a_circle_is_found():
 
 
 def test_no_module_over_400_lines():
-    files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
-    long = {f: n for f in files if (REPO / f).exists()
-            and (n := len((REPO / f).read_text().splitlines())) > MAX_LINES}
+    files = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    long = {
+        f: n
+        for f in files
+        if (REPO / f).exists() and (n := len((REPO / f).read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 

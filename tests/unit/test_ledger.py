@@ -1,36 +1,47 @@
 """The usage ledger on real databases: background flushes, close() on shutdown, a database outage
 (SQLite: the table is away; PostgreSQL: the database refuses connections) spooled to disk and re-ingested
 with no loss and no duplicates, bounded memory, spool files of killed processes."""
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
 
 import orjson
-import pytest
 from sqlalchemy import text
+from tenancy_db import REPO, db_url, postgres_databases, postgres_outage, store  # noqa: F401  (fixtures)
 
 from rawinfer.tenancy.ledger import UsageLedger, usage_row
 from rawinfer.tenancy.store import Store
-from tenancy_db import REPO, db_url, postgres_databases, store, postgres_outage  # noqa: F401  (fixtures)
-
 
 
 def counts(store: Store) -> tuple[int, int, int]:
     """rows, distinct ids, sum of prompt tokens"""
     with store.engine.connect() as c:
-        n, distinct, tokens = c.execute(text(
-            "SELECT count(*), count(DISTINCT id), coalesce(sum(prompt_tokens), 0) FROM usage_records")).one()
+        n, distinct, tokens = c.execute(
+            text(
+                "SELECT count(*), count(DISTINCT id), coalesce(sum(prompt_tokens), 0) FROM usage_records"
+            )
+        ).one()
     return int(n), int(distinct), int(tokens)
 
 
 def row(i: int) -> dict:
-    return usage_row(request_id=f"req-{i}", key_id="key_a", namespace_id="ns_a", target="local/x" * 100,
-                     task="chat", status=200, prompt_tokens=i, completion_tokens=1, latency_ms=1.5, cache_hit=None)
+    return usage_row(
+        request_id=f"req-{i}",
+        key_id="key_a",
+        namespace_id="ns_a",
+        target="local/x" * 100,
+        task="chat",
+        status=200,
+        prompt_tokens=i,
+        completion_tokens=1,
+        latency_ms=1.5,
+        cache_hit=None,
+    )
 
 
 async def until(cond, timeout: float = 15.0) -> None:
@@ -58,7 +69,9 @@ def outage(store: Store):
 
 def test_rows_are_flushed_in_the_background(store, tmp_path):
     async def main():
-        ledger = UsageLedger(store, flush_interval_s=0.05, spool_dir=tmp_path / "spool", batch_size=50)
+        ledger = UsageLedger(
+            store, flush_interval_s=0.05, spool_dir=tmp_path / "spool", batch_size=50
+        )
         ids = {ledger.record(row(i)) for i in range(120)}
         assert len(ids) == 120 and ledger.buffered() <= 120
         await until(lambda: counts(store)[0] == 120)
@@ -71,7 +84,9 @@ def test_rows_are_flushed_in_the_background(store, tmp_path):
 
 def test_close_flushes_everything_and_later_rows_are_kept(store, tmp_path):
     async def main():
-        ledger = UsageLedger(store, flush_interval_s=3600, spool_dir=tmp_path / "spool", batch_size=10_000)
+        ledger = UsageLedger(
+            store, flush_interval_s=3600, spool_dir=tmp_path / "spool", batch_size=10_000
+        )
         for i in range(1000):
             ledger.record(row(i))
         await asyncio.sleep(0.05)
@@ -89,8 +104,13 @@ def test_close_flushes_everything_and_later_rows_are_kept(store, tmp_path):
 
 def test_outage_spools_and_reingests_without_loss_or_duplicates(store, tmp_path):
     async def main():
-        ledger = UsageLedger(store, flush_interval_s=0.05, spool_dir=tmp_path / "spool", batch_size=40,
-                             retry_max_s=0.2)
+        ledger = UsageLedger(
+            store,
+            flush_interval_s=0.05,
+            spool_dir=tmp_path / "spool",
+            batch_size=40,
+            retry_max_s=0.2,
+        )
         for i in range(100):
             ledger.record(row(i))
         await until(lambda: counts(store)[0] == 100)
@@ -114,13 +134,15 @@ def test_outage_spools_and_reingests_without_loss_or_duplicates(store, tmp_path)
 def test_a_row_written_and_spooled_is_stored_once(store, tmp_path):
     """An insert that reached the database but reported a failure gets spooled; re-ingesting it
     must not duplicate it (ids are unique, inserts idempotent). A torn last line is skipped."""
+
     async def main():
         rows = [dict(row(i), id=f"r{i}") for i in range(20)]
         store.record_usage(rows[:10])
         spool = tmp_path / "spool"
         spool.mkdir()
         (spool / "usage-host-1-dead.jsonl").write_bytes(
-            b"".join(orjson.dumps(r) + b"\n" for r in rows) + b'{"id": "torn", "prompt_tok')
+            b"".join(orjson.dumps(r) + b"\n" for r in rows) + b'{"id": "torn", "prompt_tok'
+        )
         ledger = UsageLedger(store, spool_dir=spool)
         await ledger.flush()
         assert counts(store) == (20, 20, sum(range(20))) and ledger.stats["bad_lines"] == 1
@@ -131,8 +153,14 @@ def test_a_row_written_and_spooled_is_stored_once(store, tmp_path):
 
 def test_memory_is_bounded_by_the_buffer(store, tmp_path):
     async def main():
-        ledger = UsageLedger(store, max_buffer=50, flush_interval_s=0.05, spool_dir=tmp_path / "spool",
-                             batch_size=1000, retry_max_s=0.2)
+        ledger = UsageLedger(
+            store,
+            max_buffer=50,
+            flush_interval_s=0.05,
+            spool_dir=tmp_path / "spool",
+            batch_size=1000,
+            retry_max_s=0.2,
+        )
         with outage(store):
             for i in range(2000):  # no await: the flusher never runs in between
                 ledger.record(row(i))
@@ -147,7 +175,9 @@ def test_memory_is_bounded_by_the_buffer(store, tmp_path):
 
 def test_a_live_writers_spool_is_not_taken_until_it_closes(store, tmp_path):
     async def main():
-        down = Store(f"sqlite:///{tmp_path / 'no-schema.db'}")  # a database without the table: every write fails
+        down = Store(
+            f"sqlite:///{tmp_path / 'no-schema.db'}"
+        )  # a database without the table: every write fails
         spool = tmp_path / "spool"
         a = UsageLedger(down, spool_dir=spool, flush_interval_s=3600)
         for i in range(30):
@@ -183,8 +213,13 @@ asyncio.run(main())
 
 def test_spool_of_a_killed_process_is_reingested(store, tmp_path):
     down = f"sqlite:///{tmp_path / 'no-schema.db'}"
-    r = subprocess.run([sys.executable, "-c", KILLED, down, str(tmp_path / "spool")], cwd=REPO,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLED, down, str(tmp_path / "spool")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 9 and r.stdout.strip() == "200", r.stderr[-2000:]
 
     async def main():

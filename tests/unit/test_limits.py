@@ -1,6 +1,7 @@
 """Rate limits: the shared window counters and several LocalLimiters sharing them under
 concurrent asyncio load (the shared limiter is called through an async callable with a random
 delay, as a Serve handle would be). Clocks are injected, so windows are exact."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,17 @@ import random
 import pytest
 
 from rawinfer.contract.errors import RateLimited
-from rawinfer.tenancy.limits import REQUESTS, TOKENS, LocalLimiter, SharedLimiter, Subject, denial_headers, effective, subjects_for
 from rawinfer.core.settings import LimitSettings
+from rawinfer.tenancy.limits import (
+    REQUESTS,
+    TOKENS,
+    LocalLimiter,
+    SharedLimiter,
+    Subject,
+    denial_headers,
+    effective,
+    subjects_for,
+)
 from rawinfer.tenancy.store import KeyInfo, NamespaceInfo
 
 
@@ -48,12 +58,21 @@ def test_shared_acquire_windows_reset_and_retry_after():
     assert 0 < g.reset_s <= 60 and (g.allowed, g.remaining, g.retry_after_s) == (True, 2, 0.0)
     assert shared.acquire(sub, 2).remaining == 0
     denied = shared.acquire(sub)
-    assert not denied.allowed and denied.remaining == 0 and denied.retry_after_s == pytest.approx(end - clock.t)
+    assert (
+        not denied.allowed
+        and denied.remaining == 0
+        and denied.retry_after_s == pytest.approx(end - clock.t)
+    )
     clock.t = end - 0.5
     assert shared.acquire(sub).retry_after_s == pytest.approx(0.5)
     clock.t = end  # a new window: the full limit again
     g = shared.acquire(sub)
-    assert g.allowed and g.remaining == 2 and g.reset_s == pytest.approx(60.0) and g.window == denied.window + 1
+    assert (
+        g.allowed
+        and g.remaining == 2
+        and g.reset_s == pytest.approx(60.0)
+        and g.window == denied.window + 1
+    )
     # cost 0 (tokens): admitted while anything is left; debits count only in their own window
     tok = Subject("ns:n:tpm", 100, TOKENS)
     g = shared.acquire(tok, 0)
@@ -62,7 +81,15 @@ def test_shared_acquire_windows_reset_and_retry_after():
     shared.debit(tok.name, g.window - 1, 1000)  # an old window's debit is dropped
     assert shared.used(tok.name) == 150
     # phases differ per subject, so not every counter resets at once
-    assert len({round(SharedLimiter(60.0, clock).acquire(Subject(f"key:{i}:rpm", 5)).reset_s, 3) for i in range(20)}) > 10
+    assert (
+        len(
+            {
+                round(SharedLimiter(60.0, clock).acquire(Subject(f"key:{i}:rpm", 5)).reset_s, 3)
+                for i in range(20)
+            }
+        )
+        > 10
+    )
 
 
 async def _hammer(limiters, subjects, workers: int, attempts: int, clock=None, log=None, seed=1):
@@ -89,9 +116,13 @@ async def _hammer(limiters, subjects, workers: int, attempts: int, clock=None, l
 def test_request_limit_is_exact_across_replicas():
     """4 ingress replicas, 200 concurrent clients, 2000 attempts for 300 units: exactly 300 are
     admitted (never more; and none are stranded once idle leases are returned)."""
+
     async def main():
         shared = SharedLimiter(60.0, Clock())
-        limiters = [LocalLimiter(remote(shared, seed=i), idle_return_s=0.05, deny_cache_s=0.0) for i in range(4)]
+        limiters = [
+            LocalLimiter(remote(shared, seed=i), idle_return_s=0.05, deny_cache_s=0.0)
+            for i in range(4)
+        ]
         admitted = await _hammer(limiters, [RPM], workers=200, attempts=10)
         assert admitted <= RPM.limit and shared.used(RPM.name) <= RPM.limit
         for lim in limiters:
@@ -102,7 +133,11 @@ def test_request_limit_is_exact_across_replicas():
                 admitted += 1
             except RateLimited:
                 break
-        assert admitted == RPM.limit == shared.used(RPM.name) - sum(lim._state[RPM.name].balance for lim in limiters)
+        assert (
+            admitted
+            == RPM.limit
+            == shared.used(RPM.name) - sum(lim._state[RPM.name].balance for lim in limiters)
+        )
 
     asyncio.run(main())
 
@@ -110,12 +145,15 @@ def test_request_limit_is_exact_across_replicas():
 def test_no_window_admits_more_than_the_limit_while_time_moves():
     """Time advances during the load across several windows; admissions are attributed to the
     shared limiter's window at the moment they happen: none has more than the limit."""
+
     async def main():
         clock = Clock(0.0)
         shared = SharedLimiter(1.0, clock)  # 1 s windows to cross many of them
         sub = Subject("key:fast:rpm", 50)
-        limiters = [LocalLimiter(remote(shared, seed=i), idle_return_s=0.2, deny_cache_s=0.0, clock=clock)
-                    for i in range(3)]
+        limiters = [
+            LocalLimiter(remote(shared, seed=i), idle_return_s=0.2, deny_cache_s=0.0, clock=clock)
+            for i in range(3)
+        ]
         times: list[float] = []
 
         async def tick():
@@ -139,6 +177,7 @@ def test_no_window_admits_more_than_the_limit_while_time_moves():
 def test_leases_die_with_their_window():
     """A replica's unspent units of a window are void when it ends, even with round trips that
     take time: the local expiry is measured from the ask, never later than the shared end."""
+
     async def main():
         clock = Clock()
         shared = SharedLimiter(60.0, clock)
@@ -177,6 +216,7 @@ def test_token_overshoot_is_the_in_flight_requests_exactly():
     """tpm 100; 10 requests admitted together (the budget is > 0 for each), each uses 50 tokens.
     The budget runs out when the 2nd finishes, with 8 in flight: the overshoot is their 400
     tokens, and nothing is admitted after that in this window."""
+
     async def main():
         shared = SharedLimiter(60.0, Clock())
         tpm = Subject("key:k:tpm", 100, TOKENS)
@@ -197,6 +237,7 @@ def test_token_overshoot_is_the_in_flight_requests_exactly():
 def test_token_overshoot_bound_under_concurrent_load():
     """3 replicas, at most 24 requests in flight, each 1-40 tokens: the window's charge stays
     within tpm + 24 x 40, and the budget is used up."""
+
     async def main():
         shared = SharedLimiter(60.0, Clock())
         tpm = Subject("ns:n:tpm", 2000, TOKENS, "namespace")
@@ -237,7 +278,9 @@ def test_denial_refunds_other_limits_and_sets_headers():
         lim = LocalLimiter(remote(shared), clock=clock)
         ok = await lim.acquire([key, ns, key_tpm])
         h = ok.headers()
-        assert h["X-RateLimit-Limit"] == "2" and h["X-RateLimit-Remaining"] == "1"  # the tightest: the namespace
+        assert (
+            h["X-RateLimit-Limit"] == "2" and h["X-RateLimit-Remaining"] == "1"
+        )  # the tightest: the namespace
         assert h["X-RateLimit-Limit-Tokens"] == "1000" and 1 <= int(h["X-RateLimit-Reset"]) <= 60
         await lim.acquire([key, ns])
         clock.t += 10
@@ -249,7 +292,9 @@ def test_denial_refunds_other_limits_and_sets_headers():
         assert hd["Retry-After"] == str(math.ceil(reset)) == hd["X-RateLimit-Reset"]
         assert hd["X-RateLimit-Limit"] == "2" and hd["X-RateLimit-Remaining"] == "0"
         await lim.close()
-        assert shared.used(key.name) == 2  # the refused request's key unit was refunded, then returned
+        assert (
+            shared.used(key.name) == 2
+        )  # the refused request's key unit was refunded, then returned
 
     asyncio.run(main())
 
@@ -259,7 +304,9 @@ def test_idle_leases_are_given_back_to_other_replicas():
         clock = Clock()
         shared = SharedLimiter(60.0, clock)
         sub = Subject("key:k:rpm", 20)
-        a = LocalLimiter(remote(shared), lease_fraction=0.5, idle_return_s=1.0, deny_cache_s=0.0, clock=clock)
+        a = LocalLimiter(
+            remote(shared), lease_fraction=0.5, idle_return_s=1.0, deny_cache_s=0.0, clock=clock
+        )
         b = LocalLimiter(remote(shared), idle_return_s=1.0, deny_cache_s=0.0, clock=clock)
         for _ in range(4):  # demand builds up: a leases more than it spends
             await a.acquire([sub])
@@ -300,10 +347,17 @@ def test_subjects_from_keys_namespaces_and_defaults():
     ns = NamespaceInfo("ns_a", "a", "org", rpm=30)
     subs = subjects_for(key, ns, LimitSettings(key_rpm=60, key_tpm=1000, namespace_tpm=5000))
     assert [(s.name, s.limit, s.kind, s.scope) for s in subs] == [
-        ("key:key_a:rpm", 60, REQUESTS, "key"), ("ns:ns_a:rpm", 30, REQUESTS, "namespace"),
-        ("ns:ns_a:tpm", 5000, TOKENS, "namespace")]
+        ("key:key_a:rpm", 60, REQUESTS, "key"),
+        ("ns:ns_a:rpm", 30, REQUESTS, "namespace"),
+        ("ns:ns_a:tpm", 5000, TOKENS, "namespace"),
+    ]
     assert subjects_for(key, ns, LimitSettings(enabled=False)) == []
-    assert (effective(None, None), effective(None, 5), effective(0, 5), effective(7, 5)) == (None, 5, None, 7)
+    assert (effective(None, None), effective(None, 5), effective(0, 5), effective(7, 5)) == (
+        None,
+        5,
+        None,
+        7,
+    )
 
 
 def test_the_serve_deployment_behind_local_limiters():
@@ -312,8 +366,12 @@ def test_the_serve_deployment_behind_local_limiters():
 
     from deployments.limiter import RateLimiterDeployment, shared_caller
 
-    handle = serve.run(RateLimiterDeployment.bind({"window_s": 60}), name="limiter-test", route_prefix=None,
-                       _local_testing_mode=True)
+    handle = serve.run(
+        RateLimiterDeployment.bind({"window_s": 60}),
+        name="limiter-test",
+        route_prefix=None,
+        _local_testing_mode=True,
+    )
 
     async def main():
         sub = Subject("key:serve:rpm", 25)

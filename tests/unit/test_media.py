@@ -4,6 +4,7 @@ Network rule: these tests only ever send traffic to loopback. The `loopback_only
 fails any test that tries to connect elsewhere, so the refusals of 10.x, 169.254.x... are proven
 to happen before a connection is attempted.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,17 +22,21 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from rawinfer.contract.errors import InvalidRequest, PayloadTooLarge
-from router.media import MediaFetcher, address_refusal
 from rawinfer.core.settings import MediaSettings
+from router.media import MediaFetcher, address_refusal
 
-AUDIO = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav").read_bytes()
+AUDIO = Path(
+    "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
+).read_bytes()
 
 
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, length: int | None = None):
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict | None = None, length: int | None = None
+    ):
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -129,6 +134,7 @@ def fetch(f: MediaFetcher, url: str) -> bytes:
 
 # ------------------------------------------------------------------ allowed fetches
 
+
 def test_fetch_from_allowed_loopback(servers):
     a, _ = servers
     assert fetch(fetcher(allow_cidrs=["127.0.0.0/8"]), f"{a}/audio.wav") == AUDIO
@@ -177,9 +183,29 @@ def tls_server(tmp_path_factory):
     """An https server on 127.0.0.1 whose self-signed certificate names only DNS:localhost."""
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -201,28 +227,36 @@ def test_https_pinned_to_ip_still_verifies_the_hostname(tls_server):
         asyncio.run(f.fetch(f"https://127.0.0.1:{port}/audio.wav"))
     # the system's CAs do not trust a self-signed certificate
     with pytest.raises(InvalidRequest, match="TLS"):
-        asyncio.run(MediaFetcher(MediaSettings(allow_cidrs=["127.0.0.0/8"])).fetch(f"https://localhost:{port}/audio.wav"))
+        asyncio.run(
+            MediaFetcher(MediaSettings(allow_cidrs=["127.0.0.0/8"])).fetch(
+                f"https://localhost:{port}/audio.wav"
+            )
+        )
 
 
 # ------------------------------------------------------------------ refusals before connecting
 
-@pytest.mark.parametrize("url, reason", [
-    ("http://127.0.0.1/a.wav", "loopback"),
-    ("http://10.0.0.1/a.wav", "private"),
-    ("http://192.168.1.1/", "private"),
-    ("http://169.254.169.254/latest/meta-data/", "link-local"),
-    ("http://[::1]/a.wav", "loopback"),
-    ("http://[::ffff:127.0.0.1]/a.wav", "loopback"),
-    ("http://[::ffff:169.254.169.254]/", "link-local"),
-    ("http://[2002:7f00:1::]/", "loopback"),            # 6to4 of 127.0.0.1
-    ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),     # NAT64 of 169.254.169.254
-    ("http://[fe80::1]/", "link-local"),
-    ("http://[fd00::1]/", "private"),
-    ("http://0.0.0.0/", "unspecified"),
-    ("http://224.0.0.1/", "multicast"),
-    ("http://100.64.0.1/", "non-public"),               # carrier-grade NAT
-    ("http://2130706433/", "loopback"),                 # 127.0.0.1 as one integer
-])
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://127.0.0.1/a.wav", "loopback"),
+        ("http://10.0.0.1/a.wav", "private"),
+        ("http://192.168.1.1/", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[::1]/a.wav", "loopback"),
+        ("http://[::ffff:127.0.0.1]/a.wav", "loopback"),
+        ("http://[::ffff:169.254.169.254]/", "link-local"),
+        ("http://[2002:7f00:1::]/", "loopback"),  # 6to4 of 127.0.0.1
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),  # NAT64 of 169.254.169.254
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[fd00::1]/", "private"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://100.64.0.1/", "non-public"),  # carrier-grade NAT
+        ("http://2130706433/", "loopback"),  # 127.0.0.1 as one integer
+    ],
+)
 def test_non_public_addresses_are_refused(url, reason):
     with pytest.raises(InvalidRequest) as err:
         fetch(fetcher(), url)
@@ -268,7 +302,9 @@ def test_too_many_redirects(servers):
         fetch(fetcher(allow_cidrs=["127.0.0.0/8"], max_redirects=2), f"{b}/loop")
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://x/file", "gopher://x/", "x", "//127.0.0.1/"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://x/file", "gopher://x/", "x", "//127.0.0.1/"]
+)
 def test_other_schemes_refused(url):
     with pytest.raises(InvalidRequest):
         fetch(fetcher(), url)
@@ -287,11 +323,14 @@ def test_address_refusal_table():
 
 # ------------------------------------------------------------------ caps and origin answers
 
+
 def test_declared_oversize_body_refused_early(servers):
     a, _ = servers
     start = time.monotonic()
     with pytest.raises(PayloadTooLarge):
-        fetch(fetcher(allow_cidrs=["127.0.0.0/8"], max_bytes=1000, fetch_timeout_s=2.5), f"{a}/big-cl")
+        fetch(
+            fetcher(allow_cidrs=["127.0.0.0/8"], max_bytes=1000, fetch_timeout_s=2.5), f"{a}/big-cl"
+        )
     assert time.monotonic() - start < 2.0  # did not wait for the stalled body
 
 
@@ -299,7 +338,10 @@ def test_undeclared_oversize_body_cut_at_cap(servers):
     a, _ = servers
     with pytest.raises(PayloadTooLarge, match="larger than"):
         fetch(fetcher(allow_cidrs=["127.0.0.0/8"], max_bytes=1000), f"{a}/big-nocl")
-    assert len(fetch(fetcher(allow_cidrs=["127.0.0.0/8"], max_bytes=60_000), f"{a}/big-nocl")) == 50_000
+    assert (
+        len(fetch(fetcher(allow_cidrs=["127.0.0.0/8"], max_bytes=60_000), f"{a}/big-nocl"))
+        == 50_000
+    )
 
 
 def test_slow_body_hits_total_time_cap(servers):
@@ -330,17 +372,23 @@ def test_connection_refused_is_a_clean_400():
 
 # ------------------------------------------------------------------ base64
 
+
 def test_base64_forms():
     f = fetcher()
     raw = base64.b64encode(AUDIO).decode()
     assert f.decode_base64(raw) == AUDIO
     assert f.decode_base64("data:audio/wav;base64," + raw) == AUDIO
-    assert f.decode_base64("\n".join(raw[i:i + 76] for i in range(0, len(raw), 76))) == AUDIO
-    assert f.decode_base64(base64.urlsafe_b64encode(b"\xfb\xff" * 10).decode().rstrip("=")) == b"\xfb\xff" * 10
+    assert f.decode_base64("\n".join(raw[i : i + 76] for i in range(0, len(raw), 76))) == AUDIO
+    assert (
+        f.decode_base64(base64.urlsafe_b64encode(b"\xfb\xff" * 10).decode().rstrip("="))
+        == b"\xfb\xff" * 10
+    )
     assert asyncio.run(f.fetch("data:audio/wav;base64," + raw)) == AUDIO
 
 
-@pytest.mark.parametrize("data", ["not base64!!", "QUJD$", "A", "", "data:audio/wav,plain", "data:nocomma", "é" * 8])
+@pytest.mark.parametrize(
+    "data", ["not base64!!", "QUJD$", "A", "", "data:audio/wav,plain", "data:nocomma", "é" * 8]
+)
 def test_invalid_base64_refused(data):
     with pytest.raises(InvalidRequest):
         fetcher().decode_base64(data)

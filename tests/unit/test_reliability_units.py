@@ -1,5 +1,6 @@
 """Unit checks (no Ray) behind the reliability suites: the OpenAPI document the fuzzer works from,
 a database outage at the key store as a 503, and the request id's sanitising."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,22 +20,42 @@ def test_openapi_document_declares_bodies_headers_and_error_shapes():
     doc = api.openapi()
     paths = doc["paths"]
     inference = paths["/v1/inference"]["post"]
-    assert inference["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/InferenceRequest"}
+    assert inference["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InferenceRequest"
+    }
     assert {p["name"] for p in inference["parameters"]} >= {"X-Namespace", "X-Request-Id"}
-    assert inference["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
-    assert paths["/v1/embeddings"]["post"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/OpenAIError")
-    assert "multipart/form-data" in paths["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
-    assert "422" not in str({m: op["responses"] for item in paths.values() for m, op in item.items()})
+    assert inference["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ErrorBody"
+    )
+    assert paths["/v1/embeddings"]["post"]["responses"]["401"]["content"]["application/json"][
+        "schema"
+    ]["$ref"].endswith("/OpenAIError")
+    assert (
+        "multipart/form-data" in paths["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
+    )
+    assert "422" not in str(
+        {m: op["responses"] for item in paths.values() for m, op in item.items()}
+    )
     ids = [op["operationId"] for item in paths.values() for op in item.values()]
     assert len(ids) == len(set(ids))
     schemas = doc["components"]["schemas"]
-    assert {"InferenceRequest", "InferenceResponse", "ErrorBody", "ErrorDetail", "OpenAIError"} <= set(schemas)
+    assert {
+        "InferenceRequest",
+        "InferenceResponse",
+        "ErrorBody",
+        "ErrorDetail",
+        "OpenAIError",
+    } <= set(schemas)
     assert schemas["InferenceRequest"]["additionalProperties"] is False
     # a valid schema document: schemathesis loads it and sees every operation
     import schemathesis
 
     ops = [r.ok() for r in schemathesis.openapi.from_dict(doc).get_all_operations()]
-    assert {(o.method.upper(), o.path) for o in ops} >= {("POST", "/v1/inference"), ("GET", "/healthz"), ("GET", "/v1/models")}
+    assert {(o.method.upper(), o.path) for o in ops} >= {
+        ("POST", "/v1/inference"),
+        ("GET", "/healthz"),
+        ("GET", "/v1/models"),
+    }
 
 
 def test_key_store_outage_is_503_not_500(tmp_path):
@@ -56,7 +77,9 @@ def test_key_store_outage_is_503_not_500(tmp_path):
     assert asyncio.run(auth(f"Bearer {secret}", "team"))[1].name == "team"  # and back
 
 
-@pytest.mark.parametrize("header", ["a b", "x" * 129, "caf\u00e9", "id\r\nX-Injected: 1", "", None, "<script>"])
+@pytest.mark.parametrize(
+    "header", ["a b", "x" * 129, "caf\u00e9", "id\r\nX-Injected: 1", "", None, "<script>"]
+)
 def test_unsafe_request_ids_are_replaced(header):
     rid = request_id_from(header)
     assert rid.startswith("req_") and rid != header
@@ -75,8 +98,16 @@ def test_proxy_middleware_replaces_an_unsafe_request_id_before_serve_echoes_it()
         seen.append([v for k, v in scope["headers"] if k == b"x-request-id"])
 
     mw = SafeRequestId(app)
-    for raw, keep in ((b"good-id.1", True), (b"x" * 5000, False), (b"\xe9\xff", False), (b"a b", False)):
-        scope = {"type": "http", "headers": [(b"host", b"h"), (b"x-request-id", raw), (b"x-request-id", b"second")]}
+    for raw, keep in (
+        (b"good-id.1", True),
+        (b"x" * 5000, False),
+        (b"\xe9\xff", False),
+        (b"a b", False),
+    ):
+        scope = {
+            "type": "http",
+            "headers": [(b"host", b"h"), (b"x-request-id", raw), (b"x-request-id", b"second")],
+        }
         asyncio.run(mw(scope, None, None))
         (value,) = seen.pop()
         assert (value == raw) if keep else (value.startswith(b"req_") and len(value) < 64)

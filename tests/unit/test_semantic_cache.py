@@ -1,6 +1,7 @@
 """The semantic cache without Ray: vCache's decision rule against hand-computed cases, its error
 bound on a synthetic workload with known ground truth, partition isolation, snapshots, eviction,
 and judges (tests/test_semantic_cache_parts.py: the ingress client and the deployment class)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,11 +14,11 @@ import pytest
 
 from rawinfer.cache import policy
 from rawinfer.cache.cache import SemanticCache
-from rawinfer.core.settings import SemanticCacheSettings
 from rawinfer.cache.judge import EmbeddingJudge, ExactMatchJudge, LLMJudge, make_judge, normalise
 from rawinfer.cache.keys import cache_key, combine
 from rawinfer.cache.policy import Action, Fit, VerifiedPolicy
 from rawinfer.cache.store import SemanticStore
+from rawinfer.core.settings import SemanticCacheSettings
 
 
 class FixedDraw(random.Random):
@@ -51,9 +52,12 @@ def hand_tau(s: float, delta: float, t_hat: float, gamma: float, var_t: float) -
 
 # ---------------------------------------------------------------- the decision rule
 
+
 def test_tau_at_the_threshold_with_no_uncertainty():
     # Var = 0: t′ = t̂ for every ε; at s = t̂, σ = 1/2 and the smallest ε wins: τ = 1 − δ/(1 − (1−1e-6)/2)
-    assert policy.tau(0.8, 0.02, Fit(0.8, 50.0, 0.0)) == pytest.approx(1 - 0.02 / (1 - (1 - 1e-6) / 2), abs=1e-5)
+    assert policy.tau(0.8, 0.02, Fit(0.8, 50.0, 0.0)) == pytest.approx(
+        1 - 0.02 / (1 - (1 - 1e-6) / 2), abs=1e-5
+    )
     assert policy.tau(0.8, 0.02, Fit(0.8, 50.0, 0.0)) == pytest.approx(0.96, abs=1e-5)
     # far above the threshold the entry is almost surely right: τ < 0, always exploit
     assert policy.tau(0.99, 0.02, Fit(0.5, 200.0, 0.0)) < 0
@@ -61,21 +65,39 @@ def test_tau_at_the_threshold_with_no_uncertainty():
     assert policy.tau(0.1, 0.02, Fit(0.9, 200.0, 0.0)) == pytest.approx(0.98, abs=1e-5)
 
 
-@pytest.mark.parametrize("s,delta,fit", [
-    (0.95, 0.02, Fit(0.8, 30.0, 0.0004)), (0.9, 0.01, Fit(0.85, 12.0, 0.01)), (0.7, 0.05, Fit(0.6, 80.0, 0.035445)),
-    (0.93, 0.02, Fit(0.9, 500.0, 0.0001)), (1.0, 0.02, Fit(0.5, 1000.0, 0.035445)),
-])
+@pytest.mark.parametrize(
+    "s,delta,fit",
+    [
+        (0.95, 0.02, Fit(0.8, 30.0, 0.0004)),
+        (0.9, 0.01, Fit(0.85, 12.0, 0.01)),
+        (0.7, 0.05, Fit(0.6, 80.0, 0.035445)),
+        (0.93, 0.02, Fit(0.9, 500.0, 0.0001)),
+        (1.0, 0.02, Fit(0.5, 1000.0, 0.035445)),
+    ],
+)
 def test_tau_matches_the_hand_computation(s, delta, fit):
-    assert policy.tau(s, delta, fit) == pytest.approx(hand_tau(s, delta, fit.t_hat, fit.gamma, fit.var_t), abs=1e-5)
+    assert policy.tau(s, delta, fit) == pytest.approx(
+        hand_tau(s, delta, fit.t_hat, fit.gamma, fit.var_t), abs=1e-5
+    )
 
 
 def test_the_draw_decides_against_tau():
-    obs = list(policy.PRIORS) + [(0.95, 1), (0.9, 1), (0.7, 0), (0.85, 1), (0.75, 0), (0.8, 1), (0.78, 0)]
+    obs = list(policy.PRIORS) + [
+        (0.95, 1),
+        (0.9, 1),
+        (0.7, 0),
+        (0.85, 1),
+        (0.75, 0),
+        (0.8, 1),
+        (0.78, 0),
+    ]
     f = policy.fit(obs)
     t = policy.tau(0.82, 0.02, f)
     assert 0 < t < 1
     assert VerifiedPolicy(4, FixedDraw(t - 1e-4)).decide(0.82, 0.02, obs).action is Action.explore
-    assert VerifiedPolicy(4, FixedDraw(t)).decide(0.82, 0.02, obs).action is Action.explore  # u ≤ τ explores
+    assert (
+        VerifiedPolicy(4, FixedDraw(t)).decide(0.82, 0.02, obs).action is Action.explore
+    )  # u ≤ τ explores
     d = VerifiedPolicy(4, FixedDraw(t + 1e-4)).decide(0.82, 0.02, obs)
     assert d.action is Action.exploit and d.tau == t and d.fit == f
 
@@ -97,7 +119,16 @@ def test_fit_of_separated_observations_uses_the_calibrated_variance():
 
 
 def test_fit_matches_newton_raphson_and_the_delta_method():
-    obs = list(policy.PRIORS) + [(0.9, 1), (0.85, 0), (0.88, 1), (0.8, 0), (0.86, 1), (0.83, 1), (0.87, 0), (0.95, 1)]
+    obs = list(policy.PRIORS) + [
+        (0.9, 1),
+        (0.85, 0),
+        (0.88, 1),
+        (0.8, 0),
+        (0.86, 1),
+        (0.83, 1),
+        (0.87, 0),
+        (0.95, 1),
+    ]
     s = np.array([o[0] for o in obs])
     y = np.array([o[1] for o in obs])
     X = np.column_stack([np.ones_like(s), s])
@@ -107,7 +138,7 @@ def test_fit_matches_newton_raphson_and_the_delta_method():
         H = X.T @ ((p * (1 - p))[:, None] * X)
         beta += np.linalg.solve(H, X.T @ (y - p))
     b0, gamma = beta
-    grad = np.array([-1 / gamma, b0 / gamma ** 2])
+    grad = np.array([-1 / gamma, b0 / gamma**2])
     var = grad @ np.linalg.inv(H) @ grad
     f = policy.fit(obs)
     assert f.t_hat == pytest.approx(-b0 / gamma, abs=2e-3)
@@ -116,6 +147,7 @@ def test_fit_matches_newton_raphson_and_the_delta_method():
 
 
 # ---------------------------------------------------------------- the error bound on a synthetic workload
+
 
 def workload(seed: int, n: int, dim: int = 48):
     """Pairs of near-miss topics ("capital of France" / "of Germany": cosine ≈ 0.89 between their
@@ -144,8 +176,17 @@ def run_workload(delta: float, seed: int = 1, n: int = 3000) -> tuple[float, flo
             errors += found["response"]["data"] != topic
         else:
             correct = found["response"]["data"] == topic
-            cache.observe("p", "ns", "t", found["entry_id"], found["similarity"], correct, found["tau"],
-                          v.tolist(), {"data": topic})
+            cache.observe(
+                "p",
+                "ns",
+                "t",
+                found["entry_id"],
+                found["similarity"],
+                correct,
+                found["tau"],
+                v.tolist(),
+                {"data": topic},
+            )
     return errors / n, hits / n
 
 
@@ -170,6 +211,7 @@ def test_a_static_threshold_breaks_the_bound_on_the_same_workload():
 
 # ---------------------------------------------------------------- store: isolation, persistence, eviction
 
+
 def vec(*xs: float) -> list[float]:
     return list(xs)
 
@@ -188,27 +230,78 @@ def test_partitions_and_namespaces_are_isolated():
 
 
 def test_keys_separate_every_output_changing_parameter():
-    base = {"prompts": ["Hi there"], "parameters": {"temperature": 0, "max_tokens": 16, "top_p": 1.0, "stop": None,
-                                                      "seed": None, "schema": None, "stream": False}}
+    base = {
+        "prompts": ["Hi there"],
+        "parameters": {
+            "temperature": 0,
+            "max_tokens": 16,
+            "top_p": 1.0,
+            "stop": None,
+            "seed": None,
+            "schema": None,
+            "stream": False,
+        },
+    }
     k = cache_key("ns", "local/m", "chat", base)
     assert k.texts == ("Hi there",)
-    assert cache_key("ns", "local/m", "chat", {**base, "parameters": {**base["parameters"], "stream": True}}) == k
-    others = [cache_key("ns2", "local/m", "chat", base), cache_key("ns", "local/other", "chat", base),
-              cache_key("ns", "local/m", "chat", {**base, "system": "Be brief."}),
-              cache_key("ns", "local/m", "chat", {**base, "prompts": ["Hi there", "Bye"]})]
-    for name, value in (("max_tokens", 17), ("temperature", 0.5), ("top_p", 0.9), ("stop", ["\n"]), ("seed", 3),
-                        ("schema", {"type": "object"})):
-        others.append(cache_key("ns", "local/m", "chat", {**base, "parameters": {**base["parameters"], name: value}}))
+    assert (
+        cache_key(
+            "ns", "local/m", "chat", {**base, "parameters": {**base["parameters"], "stream": True}}
+        )
+        == k
+    )
+    others = [
+        cache_key("ns2", "local/m", "chat", base),
+        cache_key("ns", "local/other", "chat", base),
+        cache_key("ns", "local/m", "chat", {**base, "system": "Be brief."}),
+        cache_key("ns", "local/m", "chat", {**base, "prompts": ["Hi there", "Bye"]}),
+    ]
+    for name, value in (
+        ("max_tokens", 17),
+        ("temperature", 0.5),
+        ("top_p", 0.9),
+        ("stop", ["\n"]),
+        ("seed", 3),
+        ("schema", {"type": "object"}),
+    ):
+        others.append(
+            cache_key(
+                "ns", "local/m", "chat", {**base, "parameters": {**base["parameters"], name: value}}
+            )
+        )
     assert len({o.partition for o in others} | {k.partition}) == len(others) + 1
-    conv = {"messages": [{"role": "user", "content": "I am Ann."}, {"role": "assistant", "content": "Hi Ann."},
-                         {"role": "user", "content": "My name?"}], "parameters": base["parameters"]}
-    other_history = {**conv, "messages": [{"role": "user", "content": "I am Bob."}, *conv["messages"][1:]]}
+    conv = {
+        "messages": [
+            {"role": "user", "content": "I am Ann."},
+            {"role": "assistant", "content": "Hi Ann."},
+            {"role": "user", "content": "My name?"},
+        ],
+        "parameters": base["parameters"],
+    }
+    other_history = {
+        **conv,
+        "messages": [{"role": "user", "content": "I am Bob."}, *conv["messages"][1:]],
+    }
     assert cache_key("ns", "m", "chat", conv).texts == ("My name?",)
-    assert cache_key("ns", "m", "chat", conv).partition != cache_key("ns", "m", "chat", other_history).partition
-    provider = {"task": "vision", "model": "gpt-4o", "inputs": {"prompts": ["What is it?"], "media": b"img1"},
-                "parameters": base["parameters"]}
-    assert cache_key("ns", "openai/gpt-4o", "vision", provider).partition != cache_key(
-        "ns", "openai/gpt-4o", "vision", {**provider, "inputs": {**provider["inputs"], "media": b"img2"}}).partition
+    assert (
+        cache_key("ns", "m", "chat", conv).partition
+        != cache_key("ns", "m", "chat", other_history).partition
+    )
+    provider = {
+        "task": "vision",
+        "model": "gpt-4o",
+        "inputs": {"prompts": ["What is it?"], "media": b"img1"},
+        "parameters": base["parameters"],
+    }
+    assert (
+        cache_key("ns", "openai/gpt-4o", "vision", provider).partition
+        != cache_key(
+            "ns",
+            "openai/gpt-4o",
+            "vision",
+            {**provider, "inputs": {**provider["inputs"], "media": b"img2"}},
+        ).partition
+    )
     # several prompts: the cosine of the combined vectors is the mean of the prompts' cosines
     a, b = combine([[1, 0], [0, 1]]), combine([[1, 0], [1, 1]])
     assert float(np.dot(a, b)) == pytest.approx((1 + math.sqrt(0.5)) / 2)
@@ -222,7 +315,13 @@ def test_snapshot_and_restore(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(30, 16))
     for i, v in enumerate(vectors):
-        cache.add(f"p{i % 3}", f"ns{i % 2}", "t", v.tolist(), {"data": {"i": i}, "tokens_used": {"total": i}})
+        cache.add(
+            f"p{i % 3}",
+            f"ns{i % 2}",
+            "t",
+            v.tolist(),
+            {"data": {"i": i}, "tokens_used": {"total": i}},
+        )
     entry = cache.store.get(5)
     for s in (0.99, 0.97, 0.98, 0.95):
         cache.observe(entry.partition, entry.namespace, "t", 5, s, True, 1.0)
@@ -233,11 +332,19 @@ def test_snapshot_and_restore(tmp_path):
     assert len(again.store) == 30 and again.store.next_id == cache.store.next_id
     for e in cache.store:
         r = again.store.get(e.id)
-        assert (r.partition, r.namespace, r.response, r.observations) == (e.partition, e.namespace, e.response, e.observations)
+        assert (r.partition, r.namespace, r.response, r.observations) == (
+            e.partition,
+            e.namespace,
+            e.response,
+            e.observations,
+        )
         found, sim = again.store.nearest(e.partition, vectors[e.id - 1].tolist())
         assert found.id == e.id and sim == pytest.approx(1.0, abs=1e-5)
     assert list(again.store.entries) == list(cache.store.entries)  # LRU order kept
-    assert again.partition_stats() and {p["namespace"] for p in again.partition_stats()} == {"ns0", "ns1"}
+    assert again.partition_stats() and {p["namespace"] for p in again.partition_stats()} == {
+        "ns0",
+        "ns1",
+    }
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a snapshot")
     with pytest.raises(ValueError):
@@ -268,9 +375,18 @@ def test_concurrent_misses_of_one_prompt_add_one_entry():
 
 # ---------------------------------------------------------------- judges
 
+
 def answers(*texts, parsed=None):
-    return {"responses": [{"text": t, "finish_reason": "stop", **({"parsed": parsed} if parsed is not None else {})}
-                          for t in texts]}
+    return {
+        "responses": [
+            {
+                "text": t,
+                "finish_reason": "stop",
+                **({"parsed": parsed} if parsed is not None else {}),
+            }
+            for t in texts
+        ]
+    }
 
 
 def test_exact_judge_normalises():
@@ -298,6 +414,8 @@ def test_embedding_and_llm_judges():
     assert not asyncio.run(EmbeddingJudge(embed)(answers("It is Paris"), answers("Berlin")))
     assert asyncio.run(LLMJudge(ask)(answers("Paris"), answers("The capital is Paris")))
     assert not asyncio.run(LLMJudge(ask)(answers("Paris"), answers("Berlin")))
-    assert asyncio.run(LLMJudge(ask)(answers("Same"), answers("same."))) and len(questions) == 2  # no model needed
+    assert (
+        asyncio.run(LLMJudge(ask)(answers("Same"), answers("same."))) and len(questions) == 2
+    )  # no model needed
     with pytest.raises(ValueError):
         make_judge("llm")

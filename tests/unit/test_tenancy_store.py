@@ -1,5 +1,6 @@
 """The tenancy store on real SQLite and PostgreSQL: Alembic migrations, organisations, keys with
 targets/limits/expiry/revocation, the usage table and its summaries, the admin functions."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,17 +12,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
+from tenancy_db import REPO, db_url, postgres_databases, store  # noqa: F401  (fixtures)
 
-from rawinfer.tenancy import admin
 from rawinfer.contract.errors import Forbidden, InvalidRequest, NotFound
 from rawinfer.core.settings import LimitSettings
+from rawinfer.tenancy import admin
 from rawinfer.tenancy.limits import subjects_for
 from rawinfer.tenancy.migrations import HEAD, config, current, head
 from rawinfer.tenancy.store import Store
-from tenancy_db import REPO, db_url, postgres_databases, store  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
-
 
 
 def _columns(engine, table):
@@ -64,7 +64,10 @@ def test_a_database_made_by_create_all_is_stamped_and_upgraded(db_url):
         command.upgrade(config(conn), "0001")
         conn.execute(text("DROP TABLE alembic_version"))
     with s.engine.begin() as conn:
-        conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES ('org_old', 'old', :t)"), {"t": T0})
+        conn.execute(
+            text("INSERT INTO organizations (id, name, created_at) VALUES ('org_old', 'old', :t)"),
+            {"t": T0},
+        )
     s.create_schema()
     assert current(s.engine) == "0002"
     assert s.find_org("old").id == "org_old"
@@ -85,8 +88,16 @@ print("ok")
 
 def test_concurrent_create_schema_from_two_processes(db_url):
     start = time.time() + 2.5  # both processes import first, then start together
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, db_url, str(start)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, db_url, str(start)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     engine = create_engine(db_url)
@@ -108,14 +119,24 @@ def test_organisations(store):
     with pytest.raises(ValueError):
         store.delete_org("acme")  # still has a namespace
     store.create_org("empty")
-    assert store.delete_org("empty") and store.find_org("empty") is None and not store.delete_org("empty")
+    assert (
+        store.delete_org("empty")
+        and store.find_org("empty") is None
+        and not store.delete_org("empty")
+    )
 
 
 def test_keys_targets_limits_expiry_and_revocation(store):
     a = store.create_namespace("team-a", rpm=100, tpm=0)
     store.create_namespace("team-b")
-    info, secret = store.create_key("ci", namespaces=["team-a"], targets=["local/all-minilm-l6-v2", "openai/*", "chat"],
-                                    rpm=10, tpm=5000, expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    info, secret = store.create_key(
+        "ci",
+        namespaces=["team-a"],
+        targets=["local/all-minilm-l6-v2", "openai/*", "chat"],
+        rpm=10,
+        tpm=5000,
+        expires_at=datetime.now(timezone.utc) + timedelta(days=1),
+    )
     k = store.authenticate(secret)
     assert k == info and k.active() and k.may_use(a)
     assert (k.targets, k.rpm, k.tpm) == (("local/all-minilm-l6-v2", "openai/*", "chat"), 10, 5000)
@@ -123,13 +144,17 @@ def test_keys_targets_limits_expiry_and_revocation(store):
     assert k.may_target("openai/gpt-4o-mini", "openai")  # prefix pattern
     assert k.may_target("local/smollm2", "chat")  # by backend
     assert not k.may_target("multilingual_e5_large_instruct_v1", "text_embedding")
-    assert not k.may_target("mixpeek://text_extractor@v1/x", "text_embedding", "multilingual_e5_large_instruct_v1")
+    assert not k.may_target(
+        "mixpeek://text_extractor@v1/x", "text_embedding", "multilingual_e5_large_instruct_v1"
+    )
     open_key, _ = store.create_key("open")
     assert open_key.targets is None and open_key.may_target("anything", "any")
     assert store.key_limits(info.id) == (10, 5000) and store.namespace_limits(a.id) == (100, 0)
 
     updated = store.update_key(info.id, targets=["multilingual_e5_large_instruct_v1"], rpm=None)
-    assert updated.may_target("mixpeek://text_extractor@v1/x", "text_embedding", "multilingual_e5_large_instruct_v1")
+    assert updated.may_target(
+        "mixpeek://text_extractor@v1/x", "text_embedding", "multilingual_e5_large_instruct_v1"
+    )
     assert (updated.rpm, updated.tpm, updated.name) == (None, 5000, "ci")  # untouched fields kept
     assert store.update_key(info.id, targets=None, namespaces=None).targets is None
     assert store.set_key_limits(info.id, tpm=0).tpm == 0
@@ -143,10 +168,17 @@ def test_keys_targets_limits_expiry_and_revocation(store):
 
     # limits resolve: own value, else the configured default; 0 = unlimited
     k = store.get_key(info.id)
-    subs = subjects_for(k, store.find_namespace("team-a"), LimitSettings(key_rpm=60, namespace_tpm=1000))
-    assert {(s.name.split(":")[0], s.name.split(":")[2], s.limit) for s in subs} == {("key", "rpm", 60), ("ns", "rpm", 100)}
+    subs = subjects_for(
+        k, store.find_namespace("team-a"), LimitSettings(key_rpm=60, namespace_tpm=1000)
+    )
+    assert {(s.name.split(":")[0], s.name.split(":")[2], s.limit) for s in subs} == {
+        ("key", "rpm", 60),
+        ("ns", "rpm", 100),
+    }
 
-    expired, old = store.create_key("old", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    expired, old = store.create_key(
+        "old", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)
+    )
     assert not store.authenticate(old).active()
     store.update_key(expired.id, expires_at=None)
     assert store.authenticate(old).active()
@@ -155,37 +187,96 @@ def test_keys_targets_limits_expiry_and_revocation(store):
     assert store.list_keys("other") == []
 
 
-def _row(ns, key, *, day=0, minute=0, status=200, task="text_embedding", target="local/all-minilm-l6-v2", **kw):
-    return {"id": uuid.uuid4().hex, "created_at": T0 + timedelta(days=day, minutes=minute), "namespace_id": ns,
-            "key_id": key, "org_id": "org_x", "status": status, "task": task, "target": target,
-            "request_id": "req", **kw}
+def _row(
+    ns,
+    key,
+    *,
+    day=0,
+    minute=0,
+    status=200,
+    task="text_embedding",
+    target="local/all-minilm-l6-v2",
+    **kw,
+):
+    return {
+        "id": uuid.uuid4().hex,
+        "created_at": T0 + timedelta(days=day, minutes=minute),
+        "namespace_id": ns,
+        "key_id": key,
+        "org_id": "org_x",
+        "status": status,
+        "task": task,
+        "target": target,
+        "request_id": "req",
+        **kw,
+    }
 
 
 def test_usage_summary_totals_and_grouping(store):
     a, b = store.create_namespace("a").id, store.create_namespace("b").id
     rows = [
         _row(a, "k1", prompt_tokens=10, completion_tokens=5, latency_ms=10.0),
-        _row(a, "k1", minute=1, prompt_tokens=3, cache_hit=True, latency_ms=20.0, task="chat", target="local/smollm2"),
+        _row(
+            a,
+            "k1",
+            minute=1,
+            prompt_tokens=3,
+            cache_hit=True,
+            latency_ms=20.0,
+            task="chat",
+            target="local/smollm2",
+        ),
         _row(a, "k2", day=1, status=429, latency_ms=1.0),
-        _row(a, "k2", day=1, task="transcription", target="openai/whisper-1", audio_seconds=2.5, media_bytes=4096),
+        _row(
+            a,
+            "k2",
+            day=1,
+            task="transcription",
+            target="openai/whisper-1",
+            audio_seconds=2.5,
+            media_bytes=4096,
+        ),
         _row(b, "k3", prompt_tokens=1000),
     ]
     assert store.record_usage(rows) == 5
     assert store.record_usage(rows[:2] + [_row(a, "k1", day=2)]) == 1  # re-sent rows are ignored
     [total] = store.usage_summary(a, T0 - timedelta(hours=1), T0 + timedelta(days=2))
     # the cache hit's 3 tokens were served from the semantic cache: counted apart from the models' tokens
-    assert total == {"requests": 4, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cached_tokens": 3,
-                     "audio_seconds": 2.5, "media_bytes": 4096, "cache_hits": 1, "errors": 1, "latency_ms_avg": 7.75}
+    assert total == {
+        "requests": 4,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "cached_tokens": 3,
+        "audio_seconds": 2.5,
+        "media_bytes": 4096,
+        "cache_hits": 1,
+        "errors": 1,
+        "latency_ms_avg": 7.75,
+    }
     days = store.usage_summary(a, T0 - timedelta(days=1), None, "day")
-    assert [(d["day"], d["requests"]) for d in days] == [("2026-11-01", 2), ("2026-11-02", 2), ("2026-11-03", 1)]
+    assert [(d["day"], d["requests"]) for d in days] == [
+        ("2026-11-01", 2),
+        ("2026-11-02", 2),
+        ("2026-11-03", 1),
+    ]
     by_key = {r["key"]: r["requests"] for r in store.usage_summary(a, None, None, "key")}
     assert by_key == {"k1": 3, "k2": 2}
-    by_status = {r["status"]: (r["requests"], r["errors"]) for r in store.usage_summary(a, None, None, "status")}
+    by_status = {
+        r["status"]: (r["requests"], r["errors"])
+        for r in store.usage_summary(a, None, None, "status")
+    }
     assert by_status == {200: (4, 0), 429: (1, 1)}
-    by_task = {r["task"]: r["prompt_tokens"] for r in store.usage_summary(a, None, T0 + timedelta(days=2), "task")}
+    by_task = {
+        r["task"]: r["prompt_tokens"]
+        for r in store.usage_summary(a, None, T0 + timedelta(days=2), "task")
+    }
     assert by_task == {"chat": 0, "text_embedding": 10, "transcription": 0}
     assert {r["target"] for r in store.usage_summary(a, None, None, "target")} == {
-        "local/all-minilm-l6-v2", "local/smollm2", "openai/whisper-1"}
+        "local/all-minilm-l6-v2",
+        "local/smollm2",
+        "openai/whisper-1",
+    }
     # [start, end): a row at exactly `end` is not counted; other namespaces never leak in
     assert store.usage_summary(a, T0, T0 + timedelta(minutes=1))[0]["requests"] == 1
     assert store.usage_summary(a, None, None, key_id="k2")[0]["requests"] == 2
@@ -204,14 +295,34 @@ def test_admin_functions(store):
     assert ns["org_id"] == org["id"] and ns["rpm"] == 50
     with pytest.raises(NotFound):
         run(admin.create_namespace(store, admin.NamespaceCreate(name="x", org="nope")))
-    made = run(admin.create_key(store, admin.KeyCreate(name="svc", org="acme", namespaces=["team"],
-                                                       targets=["local/*"], tpm=100, expires_in_days=1)))
+    made = run(
+        admin.create_key(
+            store,
+            admin.KeyCreate(
+                name="svc",
+                org="acme",
+                namespaces=["team"],
+                targets=["local/*"],
+                tpm=100,
+                expires_in_days=1,
+            ),
+        )
+    )
     key_id, secret = made["key"]["id"], made["secret"]
     assert store.authenticate(secret).id == key_id and made["key"]["targets"] == ["local/*"]
-    assert "secret" not in run(admin.get_key(store, key_id)) and secret not in str(run(admin.list_keys(store, "acme")))
-    upd = run(admin.update_key(store, key_id, admin.KeyUpdate.model_validate({"targets": None, "rpm": 5})))
+    assert "secret" not in run(admin.get_key(store, key_id)) and secret not in str(
+        run(admin.list_keys(store, "acme"))
+    )
+    upd = run(
+        admin.update_key(store, key_id, admin.KeyUpdate.model_validate({"targets": None, "rpm": 5}))
+    )
     assert upd["targets"] is None and upd["rpm"] == 5 and upd["tpm"] == 100  # tpm not sent: kept
-    assert run(admin.set_key_limits(store, key_id, admin.LimitsUpdate.model_validate({"tpm": None})))["tpm"] is None
+    assert (
+        run(admin.set_key_limits(store, key_id, admin.LimitsUpdate.model_validate({"tpm": None})))[
+            "tpm"
+        ]
+        is None
+    )
     assert run(admin.set_namespace_limits(store, "team", admin.LimitsUpdate(tpm=0)))["tpm"] == 0
     assert run(admin.revoke_key(store, key_id))["active"] is False
     with pytest.raises(NotFound):
@@ -224,9 +335,21 @@ def test_admin_functions(store):
         admin.require_admin(store.get_key(key_id))
     store.record_usage([_row(ns["id"], key_id, prompt_tokens=7)])
     out = run(admin.usage(store, "team", "2026-11-01", "2026-11-01", "key"))
-    assert out["data"] == [{"key": key_id, **out["data"][0], "prompt_tokens": 7}] and out["namespace"] == ns["id"]
-    assert run(admin.usage(store, ns["id"], "2026-10-01T00:00:00Z", "1800000000"))["data"][0]["requests"] == 1
-    for bad in ({"from_": "yesterday"}, {"group_by": "model"}, {"from_": "2026-11-02", "to": "2026-11-01"}):
+    assert (
+        out["data"] == [{"key": key_id, **out["data"][0], "prompt_tokens": 7}]
+        and out["namespace"] == ns["id"]
+    )
+    assert (
+        run(admin.usage(store, ns["id"], "2026-10-01T00:00:00Z", "1800000000"))["data"][0][
+            "requests"
+        ]
+        == 1
+    )
+    for bad in (
+        {"from_": "yesterday"},
+        {"group_by": "model"},
+        {"from_": "2026-11-02", "to": "2026-11-01"},
+    ):
         with pytest.raises(InvalidRequest):
             run(admin.usage(store, "team", **bad))
     with pytest.raises(InvalidRequest):

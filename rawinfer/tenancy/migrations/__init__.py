@@ -10,6 +10,7 @@ A database created by the old `create_all` (tables present, no `alembic_version`
 0001 first and then upgraded. The command-line `alembic` works too:
 `alembic -c rawinfer/tenancy/migrations/alembic.ini -x url=... upgrade head` (see env.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,7 +78,9 @@ def _at_head(engine: Engine) -> bool:
         with engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
                 return False
-            return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars()) == [HEAD]
+            return list(
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            ) == [HEAD]
     except Exception:  # noqa: BLE001 - anything odd: take the full, locked path
         return False
 
@@ -92,6 +95,10 @@ def upgrade(engine: Engine) -> None:
                 _run(conn)
             return
         db = engine.url.database if engine.dialect.name == "sqlite" else None
-        lock = _file_lock(Path(db + ".migrate-lock")) if db and db != ":memory:" else contextlib.nullcontext()
+        lock = (
+            _file_lock(Path(db + ".migrate-lock"))
+            if db and db != ":memory:"
+            else contextlib.nullcontext()
+        )
         with lock, engine.begin() as conn:
             _run(conn)

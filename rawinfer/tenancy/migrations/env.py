@@ -1,6 +1,7 @@
 """Alembic environment. Programmatic use (rawinfer.migrations.upgrade) hands a connection in
 `config.attributes["connection"]`; the command line takes `-x url=...`, else `sqlalchemy.url`, else
 RAWINFER_DATABASE_URL / the default from Settings."""
+
 from __future__ import annotations
 
 from alembic import context
@@ -13,7 +14,9 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
     if not url:
         from rawinfer.core.settings import Settings
 
@@ -22,8 +25,11 @@ def _url() -> str:
 
 
 def _migrate(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
     with context.begin_transaction():
         context.run_migrations()
 

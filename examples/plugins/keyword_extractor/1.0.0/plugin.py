@@ -5,9 +5,11 @@ with the service's text-embedding model (`context.embed`). The best `top_n` are 
 Call it as `keyword_extractor_1_0_0` or `mixpeek://keyword_extractor@1.0.0/keywords`.
 The document embedding sees the first 256 tokens of the text (the model's window).
 """
+
 from __future__ import annotations
 
 import re
+
 from pydantic import BaseModel, Field
 
 from rawinfer.plugins.api import Batching, Manifest, Plugin, PluginContext, Resources
@@ -31,12 +33,20 @@ class KeywordExtractor(Plugin):
         keywords: list[Keyword]
 
     manifest = Manifest(
-        name="keyword_extractor", version="1.0.0",
+        name="keyword_extractor",
+        version="1.0.0",
         description="Keywords and key phrases of a text, ranked by embedding similarity to it (KeyBERT-style)",
-        tasks=["keyword_extraction"], Inputs=Inputs, Parameters=Parameters, Outputs=Outputs, outputs=["keywords"],
-        resources=Resources(num_cpus=0.05), batch=Batching(max_batch_size=16, batch_wait_timeout_s=0.01),
-        example={"text": "Ray Serve scales machine learning models across a cluster; "
-                         "its batching gathers concurrent requests into one forward pass."},
+        tasks=["keyword_extraction"],
+        Inputs=Inputs,
+        Parameters=Parameters,
+        Outputs=Outputs,
+        outputs=["keywords"],
+        resources=Resources(num_cpus=0.05),
+        batch=Batching(max_batch_size=16, batch_wait_timeout_s=0.01),
+        example={
+            "text": "Ray Serve scales machine learning models across a cluster; "
+            "its batching gathers concurrent requests into one forward pass."
+        },
     )
 
     MAX_CANDIDATES = 500  # the most frequent n-grams of a long text
@@ -61,14 +71,20 @@ class KeywordExtractor(Plugin):
                     if w and w not in stop and not w.isdigit():
                         chunk.append(w)
                         continue
-                    grams += [" ".join(chunk[i:i + n]) for n in range(1, p.max_ngram + 1)
-                              for i in range(len(chunk) - n + 1)]
+                    grams += [
+                        " ".join(chunk[i : i + n])
+                        for n in range(1, p.max_ngram + 1)
+                        for i in range(len(chunk) - n + 1)
+                    ]
                     chunk = []
             return grams
 
         try:
-            return list(CountVectorizer(analyzer=analyze, max_features=self.MAX_CANDIDATES).fit([text])
-                        .get_feature_names_out())
+            return list(
+                CountVectorizer(analyzer=analyze, max_features=self.MAX_CANDIDATES)
+                .fit([text])
+                .get_feature_names_out()
+            )
         except ValueError:  # nothing left (only stop words or punctuation)
             return []
 
@@ -79,8 +95,12 @@ class KeywordExtractor(Plugin):
         emb = self.embed(flat)  # unit rows: a dot product is the cosine
         out, start = [], len(inputs)
         for i, (cs, p) in enumerate(zip(cands, parameters)):
-            scores = emb[start:start + len(cs)] @ emb[i]
+            scores = emb[start : start + len(cs)] @ emb[i]
             start += len(cs)
-            best = scores.argsort()[::-1][:p.top_n]
-            out.append(self.Outputs(keywords=[Keyword(text=cs[j], score=round(float(scores[j]), 4)) for j in best]))
+            best = scores.argsort()[::-1][: p.top_n]
+            out.append(
+                self.Outputs(
+                    keywords=[Keyword(text=cs[j], score=round(float(scores[j]), 4)) for j in best]
+                )
+            )
         return out

@@ -4,6 +4,7 @@ against similarity to the keywords already chosen, so near-duplicates ("model", 
 way to other topics. Served beside 1.0.0 as `keyword_extractor_1_1_0`,
 `mixpeek://keyword_extractor@1.1.0/keywords`. A folder per version keeps versions independent.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,18 +39,28 @@ class KeywordExtractor(Plugin):
         top_n: int = Field(5, ge=1, le=50, description="how many keywords")
         max_ngram: int = Field(2, ge=1, le=4, description="longest candidate phrase, in words")
         stop_words: bool = Field(True, description="leave out English stop words")
-        diversity: float = Field(0.5, ge=0, le=1, description="0: most similar first; 1: most varied")
+        diversity: float = Field(
+            0.5, ge=0, le=1, description="0: most similar first; 1: most varied"
+        )
 
     class Outputs(BaseModel):
         keywords: list[Keyword]
 
     manifest = Manifest(
-        name="keyword_extractor", version="1.1.0",
+        name="keyword_extractor",
+        version="1.1.0",
         description="Keywords and key phrases of a text, diversified with Maximal Marginal Relevance",
-        tasks=["keyword_extraction"], Inputs=Inputs, Parameters=Parameters, Outputs=Outputs, outputs=["keywords"],
-        resources=Resources(num_cpus=0.05), batch=Batching(max_batch_size=16, batch_wait_timeout_s=0.01),
-        example={"text": "Ray Serve scales machine learning models across a cluster; "
-                         "its batching gathers concurrent requests into one forward pass."},
+        tasks=["keyword_extraction"],
+        Inputs=Inputs,
+        Parameters=Parameters,
+        Outputs=Outputs,
+        outputs=["keywords"],
+        resources=Resources(num_cpus=0.05),
+        batch=Batching(max_batch_size=16, batch_wait_timeout_s=0.01),
+        example={
+            "text": "Ray Serve scales machine learning models across a cluster; "
+            "its batching gathers concurrent requests into one forward pass."
+        },
         example_parameters={"diversity": 0.7},
     )
 
@@ -75,14 +86,20 @@ class KeywordExtractor(Plugin):
                     if w and w not in stop and not w.isdigit():
                         chunk.append(w)
                         continue
-                    grams += [" ".join(chunk[i:i + n]) for n in range(1, p.max_ngram + 1)
-                              for i in range(len(chunk) - n + 1)]
+                    grams += [
+                        " ".join(chunk[i : i + n])
+                        for n in range(1, p.max_ngram + 1)
+                        for i in range(len(chunk) - n + 1)
+                    ]
                     chunk = []
             return grams
 
         try:
-            return list(CountVectorizer(analyzer=analyze, max_features=self.MAX_CANDIDATES).fit([text])
-                        .get_feature_names_out())
+            return list(
+                CountVectorizer(analyzer=analyze, max_features=self.MAX_CANDIDATES)
+                .fit([text])
+                .get_feature_names_out()
+            )
         except ValueError:  # nothing left (only stop words or punctuation)
             return []
 
@@ -92,12 +109,18 @@ class KeywordExtractor(Plugin):
         emb = self.embed(flat)  # unit rows: a dot product is the cosine
         out, start = [], len(inputs)
         for i, (cs, p) in enumerate(zip(cands, parameters)):
-            rows = emb[start:start + len(cs)]
+            rows = emb[start : start + len(cs)]
             start += len(cs)
             if not cs:
                 out.append(self.Outputs(keywords=[]))
                 continue
             doc_sim = rows @ emb[i]
             chosen = mmr(doc_sim, rows @ rows.T, p.top_n, p.diversity)
-            out.append(self.Outputs(keywords=[Keyword(text=cs[j], score=round(float(doc_sim[j]), 4)) for j in chosen]))
+            out.append(
+                self.Outputs(
+                    keywords=[
+                        Keyword(text=cs[j], score=round(float(doc_sim[j]), 4)) for j in chosen
+                    ]
+                )
+            )
         return out
