@@ -29,7 +29,7 @@ from rawinfer.tenancy.store import Store
 from router import admin_routes
 from router import openai_compat as oai
 from router.errors import error_response, for_status
-from router.gateway import Gateway, validated
+from router.gateway import Gateway, parse_json, validated
 from router.handles import handle_backend
 from router.http import json_response, read_body, sse_response
 from router.logs import current_request_id, request_id_from, request_id_var, setup_logging
