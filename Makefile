@@ -1,5 +1,5 @@
 # rawinfer: `make run` sets up and starts the service; `make test` sets up and runs the tests.
-.PHONY: setup run stop test test-unit bench clean fuzz load soak faults
+.PHONY: setup run stop lint test test-unit bench clean fuzz load soak faults
 
 setup:
 	@bash scripts/setup.sh
@@ -10,10 +10,16 @@ run: setup
 stop:
 	@bash scripts/stop.sh
 
-test: setup
+# The linter (line length 100) and the layer contract (pyproject.toml; docs/architecture.md).
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
+
+test: lint
 	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q $(PYTEST_ARGS)
 
-test-unit: setup
+test-unit: lint
 	.venv/bin/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 bench: setup
@@ -26,7 +32,7 @@ bench: setup
 # Reliability (issue #12): a longer fuzz run, load, a 30-minute soak, and fault injection.
 FUZZ_EXAMPLES ?= 300
 fuzz: setup
-	RAY_AUTH_MODE=disabled RAWINFER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest -q tests/test_fuzz.py $(PYTEST_ARGS)
+	RAY_AUTH_MODE=disabled RAWINFER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest -q tests/integration/test_fuzz.py $(PYTEST_ARGS)
 
 load: setup
 	RAY_AUTH_MODE=disabled .venv/bin/python bench/load.py $(LOAD_ARGS)

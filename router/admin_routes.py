@@ -1,5 +1,5 @@
 """The admin HTTP API under /v1/admin/..., behind an admin key: one table from (method, path
-pattern) to the plain functions in rawinfer/tenancy/admin.py, so the ingress needs a single route."""
+pattern) to the plain functions in rawinfer/tenancy/admin.py; the ingress needs one route."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from rawinfer.tenancy import admin
 from rawinfer.tenancy.ledger import UsageLedger, usage_row
 from rawinfer.tenancy.limits import LocalLimiter
 from rawinfer.tenancy.store import Store
-from router import admin_routes
+from router import admin_routes, openai_audio, openai_chat
 from router import openai_compat as oai
 from router.errors import error_response, for_status
 from router.gateway import Gateway, parse_json, validated
@@ -35,6 +35,7 @@ from router.http import json_response, read_body, sse_response
 from router.logs import current_request_id, request_id_from, request_id_var, setup_logging
 from router.metrics import Metrics, RequestObserver
 from router.openapi import describe
+from router.state import RequestState, state_of
 
 log = logging.getLogger("rawinfer.ingress")
 api = FastAPI(
@@ -46,17 +47,12 @@ api.add_middleware(RequestObserver)
 api.openapi = lambda: describe(api)  # the document fuzzing holds the service to (router/openapi.py)
 
 
-def _state(request: Request) -> dict[str, Any]:
-    """The ASGI scope's state dict (what the metrics middleware reads after the response)."""
-    return request.scope.setdefault("state", {})
-
-
 def _rid(request: Request) -> str:
-    rid = getattr(request.state, "request_id", None)
-    if rid is None:
-        rid = request.state.request_id = request_id_from(request.headers.get("x-request-id"))
-    request_id_var.set(rid)
-    return rid
+    state = state_of(request.scope)
+    if state.request_id is None:
+        state.request_id = request_id_from(request.headers.get("x-request-id"))
+    request_id_var.set(state.request_id)
+    return state.request_id
 
 
 @api.exception_handler(RawInferError)
@@ -154,26 +150,25 @@ class Ingress:
             self.cache_call,
         )
 
-    def _record_usage(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
+    def _record_usage(self, route: str, status: int, seconds: float, state: RequestState) -> None:
         """Every authenticated request goes to the usage ledger (off the request path)."""
-        if "key_id" not in state:
+        if state.key_id is None:
             return
-        tokens = state.get("tokens") or {}
         self.ledger.record(
             usage_row(
                 request_id=current_request_id(),
-                org_id=state.get("org_id"),
-                key_id=state["key_id"],
-                namespace_id=state.get("namespace"),
-                target=state.get("target"),
-                backend=state.get("backend"),
-                task=state.get("task"),
+                org_id=state.org_id,
+                key_id=state.key_id,
+                namespace_id=state.namespace,
+                target=state.target,
+                backend=state.backend,
+                task=state.task,
                 status=status,
-                prompt_tokens=tokens.get("prompt", 0),
-                completion_tokens=tokens.get("completion", 0),
-                audio_seconds=state.get("audio_seconds", 0.0),
-                media_bytes=state.get("media_bytes", 0),
-                cache_hit=bool(state.get("cache_hit", False)),
+                prompt_tokens=state.tokens.get("prompt", 0),
+                completion_tokens=state.tokens.get("completion", 0),
+                audio_seconds=state.audio_seconds,
+                media_bytes=state.media_bytes,
+                cache_hit=bool(state.cache_hit),
                 latency_ms=round(seconds * 1000, 3),
             )
         )
@@ -215,11 +210,10 @@ class Ingress:
         key, ns = await self.gateway.auth(
             request.headers.get("authorization"), request.headers.get("x-namespace")
         )
-        _state(request).update(key_id=key.id, org_id=key.org_id, namespace=ns.id)
-        req = validated(
-            InferenceRequest, parse_json(body, self.settings.max_body_bytes), ""
-        )
-        prepared = await self.gateway.prepare(req, key, ns, _state(request))
+        state = state_of(request.scope)
+        state.authenticated(key, ns)
+        req = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
+        prepared = await self.gateway.prepare(req, key, ns, state)
         if prepared.stream:
             return await sse_response(self.gateway.stream(prepared), t0, rid)
         out = await self.gateway.execute(prepared)
@@ -227,12 +221,12 @@ class Ingress:
         out["request_id"] = rid
         return json_response(out)
 
-    # OpenAI-compatible routes (router/openai_compat.py): same gateway, OpenAI's shapes and errors
+    # OpenAI-compatible routes (router/openai_*.py): same gateway, OpenAI's shapes and errors
     @api.post("/v1/chat/completions")
     @oai.openai_errors
     async def chat_completions(self, request: Request) -> Response:
         _rid(request)
-        return await oai.chat_completions(
+        return await openai_chat.chat_completions(
             self.gateway, request, await read_body(request, self.settings.max_body_bytes)
         )
 
@@ -248,7 +242,7 @@ class Ingress:
     @oai.openai_errors
     async def transcriptions(self, request: Request) -> Response:
         _rid(request)
-        return await oai.transcriptions(self.gateway, request)
+        return await openai_audio.transcriptions(self.gateway, request)
 
     @api.get("/v1/models")
     @oai.openai_errors

@@ -16,7 +16,7 @@ from router.app import Ingress
 
 
 def build_app(args: dict[str, Any] | None = None):
-    """Serve's app builder (`import_path: router.builder:build_app`; `args:` in serve_config.yaml)."""
+    """Serve's app builder (`import_path: router.builder:build_app`; `args:` in serve_config)."""
     from deployments import REGISTRY
     from deployments.limiter import RateLimiterDeployment
     from models.providers import ADAPTERS
@@ -62,7 +62,7 @@ def build_app(args: dict[str, Any] | None = None):
 
 
 def semantic_cache_deployment(settings: Settings, backends: dict[str, Any]):
-    """The shared semantic cache (deployments/semantic_cache.py), when enabled and its embedder runs."""
+    """The shared semantic cache (deployments/semantic_cache.py), if enabled and embedding runs."""
     from deployments.semantic_cache import SemanticCacheDeployment
 
     s = settings.semantic_cache

@@ -37,6 +37,7 @@ from router.errors import invalid
 from router.logs import request_id_var
 from router.media import MediaFetcher
 from router.resolution import Addressing, CatalogIndex, Target, resolve
+from router.state import RequestState
 from router.tasks import TASKS, plugin_task, provider_payload
 
 log = logging.getLogger("rawinfer.ingress")
@@ -51,7 +52,7 @@ class Prepared:
     payload: dict[str, Any]
     stream: bool
     namespace: NamespaceInfo
-    state: dict[str, Any]  # the request's state (metrics and logs read target, namespace, tokens)
+    state: RequestState  # what metrics, the usage ledger and the response headers read
     admission: Any = None  # the rate limiter's admission, settled with the real tokens
     cache: CachePlan | None = (
         None  # the semantic cache's plan (rawinfer/cache/client.py); None: uncached
@@ -124,19 +125,25 @@ class Gateway:
         }
 
     async def call(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
-        backend = self.backends.get(target.backend)
+        return await self.call_backend(target.backend, payload, target.address)
+
+    async def call_backend(
+        self, name: str, payload: dict[str, Any], address: str | None = None
+    ) -> dict[str, Any]:
+        """One backend call within the request deadline: a timeout is a 504, an error the backend
+        returned as plain data is raised as its exception."""
+        backend = self.backends.get(name)
         if backend is None:
             raise Unavailable(
-                f"{target.address} is in the catalog but its deployment is not running"
+                f"{address or name} is in the catalog but its deployment is not running"
             )
-        payload = {**payload, **self._call_meta()}
         try:
             result = await asyncio.wait_for(
-                backend(payload), self.settings.request_timeout_s + GRACE_S
+                backend({**payload, **self._call_meta()}), self.settings.request_timeout_s + GRACE_S
             )
         except asyncio.TimeoutError:
             raise DeadlineExceeded(
-                f"{target.address} did not answer within {self.settings.request_timeout_s:g} s"
+                f"{address or name} did not answer within {self.settings.request_timeout_s:g} s"
             ) from None
         if is_wire_error(result):
             raise from_wire(result)
@@ -147,24 +154,24 @@ class Gateway:
         req: InferenceRequest,
         key: KeyInfo,
         ns: NamespaceInfo,
-        state: dict[str, Any] | None = None,
+        state: RequestState | None = None,
     ) -> Prepared:
         """Resolution, the key's target rights, task detection, validation, the rate limit and media
         loading: everything before the backend. `state` (the HTTP request's state) receives what
         metrics, the usage ledger and the rate-limit headers need."""
-        state = {} if state is None else state
-        state.update(namespace=ns.id, key_id=key.id, org_id=key.org_id)
+        state = RequestState() if state is None else state
+        state.authenticated(key, ns)
         target = resolve(
             Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index
         )
-        state.update(target=target.address, backend=target.backend)
+        state.target, state.backend = target.address, target.backend
         if not key.may_target(target.address, target.backend, req.inference_name):
             raise Forbidden(f"this API key may not use {target.address}")
         self._refuse_unready(target)
-        # a plugin's inputs and parameters are its own models (rawinfer/plugins), not a contract task's
+        # a plugin's inputs and parameters are its own models (rawinfer/plugins), not a task's
         plugin = target.engine == "plugin"
         task = Task.plugin if plugin else detect_task(req.inputs, target.tasks)
-        state["task"] = task.value
+        state.task = task.value
         spec = (
             plugin_task(self.index.catalog.backends[target.backend].model_path, target.served_model)
             if plugin
@@ -177,14 +184,14 @@ class Gateway:
         admission = None
         if self.limiter is not None:
             admission = await self.limiter.acquire(subjects_for(key, ns, self.settings.limits))
-            state["rate_headers"] = admission.headers()
+            state.rate_headers = admission.headers()
         try:
             build = provider_payload if target.engine == "provider" else spec.build
             payload = await build(inputs, params, self.media, task=task, model=target.model)
         except BaseException:
             await self.settle(admission, {})
             raise
-        state["media_bytes"] = sum(
+        state.media_bytes = sum(
             len(v)
             for v in (
                 payload.get("audio"),
@@ -215,11 +222,11 @@ class Gateway:
             await self.limiter.settle(admission, int((tokens or {}).get("total") or 0))
 
     def _response(self, p: Prepared, result: dict[str, Any]) -> dict[str, Any]:
-        p.state.update(tokens=result.get("tokens_used") or {})
+        p.state.tokens = result.get("tokens_used") or {}
         if (result.get("usage") or {}).get("audio_seconds"):
-            p.state["audio_seconds"] = result["usage"]["audio_seconds"]
+            p.state.audio_seconds = result["usage"]["audio_seconds"]
         if "cache_hit" in result:
-            p.state["cache_hit"] = bool(result["cache_hit"])
+            p.state.cache_hit = bool(result["cache_hit"])
         log.info(
             "served",
             extra={
@@ -265,20 +272,9 @@ class Gateway:
             ),
         )
 
-    async def _backend(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        backend = self.backends.get(name)
-        if backend is None:
-            raise Unavailable(f"the {name} deployment is not running")
-        result = await asyncio.wait_for(
-            backend({**payload, **self._call_meta()}), self.settings.request_timeout_s + GRACE_S
-        )
-        if is_wire_error(result):
-            raise from_wire(result)
-        return result
-
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         """The semantic cache's prompt embeddings (the text-embedding backend, truncating)."""
-        out = await self._backend(
+        out = await self.call_backend(
             self.settings.semantic_cache.embedding_backend,
             {
                 "texts": texts,
@@ -293,7 +289,7 @@ class Gateway:
         from rawinfer.contract import ChatParams
 
         params = ChatParams(temperature=0, max_tokens=4).model_dump(by_alias=True)
-        out = await self._backend(
+        out = await self.call_backend(
             self.settings.semantic_cache.judge_backend, {"prompts": [prompt], "parameters": params}
         )
         return out["data"]["responses"][0]["text"]
@@ -311,7 +307,7 @@ class Gateway:
             async for event in self._events(p, events, deadline):
                 yield event
         finally:
-            await self.settle(p.admission, p.state.get("tokens"))
+            await self.settle(p.admission, p.state.tokens)
 
     async def _events(self, p: Prepared, events, deadline: float) -> AsyncIterator[dict[str, Any]]:
         while True:
@@ -323,7 +319,8 @@ class Gateway:
             except asyncio.TimeoutError:
                 await events.aclose()
                 raise DeadlineExceeded(
-                    f"{p.target.address} did not finish within {self.settings.request_timeout_s:g} s"
+                    f"{p.target.address} did not finish within "
+                    f"{self.settings.request_timeout_s:g} s"
                 ) from None
             if is_wire_error(event):
                 raise from_wire(event)

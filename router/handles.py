@@ -7,17 +7,18 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator, Callable
 
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from rawinfer.contract.errors import Unavailable
+from rawinfer.contract.errors import InferenceFailed, Unavailable
 from router.gateway import Backend
 
 log = logging.getLogger("rawinfer.ingress")
 
 
 REPLICA_RETRIES = 3  # times one request is sent again after the replica handling it died
+ENGINE_FAILED = "inference failed inside the model ({})"  # as deployments/base.py's guard says
 
 
 def handle_backend(
@@ -49,15 +50,18 @@ def handle_backend(
             except BackPressureError:
                 raise Unavailable(f"{name} is overloaded; retry shortly") from None
             except RayActorError:
-                # the replica died (killed, OOM, node lost) before answering: inference has no side
-                # effects, so the request goes again; Serve's router has dropped the dead replica and
-                # sends it to another one, or holds it until the replacement is up (the gateway's
-                # request deadline bounds the wait)
+                # the replica died (killed, OOM, node lost) before answering: inference has no
+                # side effects, so the request goes again; Serve's router has dropped the dead
+                # replica and sends it to another one, or holds it until the replacement is up
+                # (the gateway's request deadline bounds the wait)
                 await replica_lost(
                     attempt,
                     attempt == REPLICA_RETRIES,
                     f"{name} is not available right now; retry shortly",
                 )
+            except RayTaskError:
+                log.exception("backend %s raised", name)
+                raise InferenceFailed(ENGINE_FAILED.format(name)) from None
             except RayError:
                 log.exception("backend %s failed", name)
                 raise Unavailable(f"{name} is not available right now; retry shortly") from None
@@ -82,6 +86,9 @@ def handle_backend(
                     sent or attempt == REPLICA_RETRIES,
                     f"{name} failed while streaming; retry",
                 )
+            except RayTaskError:  # the replica's code raised: the same 500 as an unstreamed call
+                log.exception("backend %s raised while streaming", name)
+                raise InferenceFailed(ENGINE_FAILED.format(name)) from None
             except RayError:
                 log.exception("backend %s failed while streaming", name)
                 raise Unavailable(f"{name} failed while streaming; retry") from None

@@ -1,23 +1,5 @@
-"""The one media fetcher, shared by audio, images and video.
-
-Media reaches an engine either as a URL the server fetches or as base64 in the request. Both are
-size-capped; URL fetches are guarded against server-side request forgery:
-
-- http(s) only (a `data:` URL is decoded as base64); `file:`, `ftp:`, `gopher:`... are refused.
-- The host is resolved once (async getaddrinfo) and every address it resolves to is checked:
-  loopback, private, link-local (169.254.169.254 included), multicast, reserved, unspecified and
-  other non-public addresses are refused, for IPv4 and IPv6, IPv4 embedded in IPv6 included
-  (::ffff:a.b.c.d, 6to4, NAT64 64:ff9b::/96, Teredo), unless the operator lists the network in
-  `MediaSettings.allow_cidrs`.
-- The connection is pinned to the checked address (the request goes to the IP; the Host header
-  and TLS SNI/certificate check keep the hostname), so DNS cannot answer differently between the
-  check and the connection (DNS rebinding).
-- Redirects are followed by hand, up to `max_redirects`, each target checked again.
-- The body is streamed and cut at `max_bytes` (413); the whole fetch, redirects and a slow body
-  included, must finish within `fetch_timeout_s`.
-
-Messages say what went wrong and what to change; they never hold a resolved address.
-"""
+"""The one media fetcher for audio, images and video: URL or base64, size-capped, URL fetches
+guarded against server-side request forgery (docs/notes/router.md#media-fetching)."""
 
 from __future__ import annotations
 
@@ -249,7 +231,8 @@ class MediaFetcher:
             if redirected:
                 raise InvalidRequest(f"{what} uses {scheme!r}; only http and https are fetched.")
             raise InvalidRequest(
-                f"The media URL's scheme {scheme!r} is not allowed; only http and https are fetched "
+                f"The media URL's scheme {scheme!r} is not allowed; only http and https are "
+                "fetched "
                 "(or send the media as base64)."
             )
         if not parsed.host:
@@ -330,11 +313,13 @@ class MediaFetcher:
                 raise
             except httpx.HTTPError:
                 raise InvalidRequest(
-                    "The media URL's server broke off or sent an invalid HTTP response; check the URL."
+                    "The media URL's server broke off or sent an invalid HTTP response; "
+                    "check the URL."
                 ) from None
         if isinstance(last_error, httpx.ConnectTimeout):
             raise InvalidRequest(
-                f"Connecting to the media URL's host timed out (limit {self.settings.connect_timeout_s:g} s)."
+                "Connecting to the media URL's host timed out "
+                f"(limit {self.settings.connect_timeout_s:g} s)."
             )
         if url.scheme == "https" and _is_tls_error(last_error):
             raise InvalidRequest(

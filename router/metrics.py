@@ -1,17 +1,12 @@
-"""The service's own Prometheus metrics, recorded at the ingress with `ray.serve.metrics` so Ray's
-metrics export aggregates them across replicas (scrape every node's metrics export port; names
-get Ray's `ray_` prefix, e.g. `ray_rawinfer_requests_total`). Serve's own metrics (queue depth
-`ray_serve_deployment_queued_queries`, replica counts, processing latency) come with the same
-export.
-
-A pure ASGI middleware records every request after the response started: the route template, the
-status, and the target and namespace the gateway put on `request.state`.
-"""
+"""The service's own Prometheus metrics, recorded at the ingress with `ray.serve.metrics` (names
+get Ray's `ray_` prefix), and the ASGI middleware that records every request after its response
+started. See docs/operations.md for what is exported."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+
+from router.state import RequestState, state_of
 
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
 
@@ -33,7 +28,8 @@ class Metrics:
         )
         self.tokens = Counter(
             "rawinfer_tokens_total",
-            description="Tokens by target and kind (prompt, completion; cached_prompt, cached_completion for semantic cache hits).",
+            description="Tokens by target and kind (prompt, completion; cached_prompt, "
+            "cached_completion for semantic cache hits).",
             tag_keys=("target", "kind"),
         )
         self.cache = Counter(
@@ -50,27 +46,20 @@ class Metrics:
     def replica_lost(self, backend: str) -> None:
         self.retries.inc(tags={"backend": backend})
 
-    def observe(self, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
-        target = state.get("target", "-")
-        self.requests.inc(
-            tags={
-                "route": route,
-                "target": target,
-                "namespace": state.get("namespace", "-"),
-                "status": str(status),
-            }
-        )
+    def observe(self, route: str, status: int, seconds: float, state: RequestState) -> None:
+        target = state.target or "-"
+        tags = {"route": route, "target": target, "namespace": state.namespace or "-"}
+        self.requests.inc(tags={**tags, "status": str(status)})
         self.latency.observe(seconds * 1000, tags={"route": route, "target": target})
         cached = (
-            "cached_" if state.get("cache_hit") else ""
-        )  # served from the semantic cache: not model work
-        for kind, n in (state.get("tokens") or {}).items():
+            "cached_" if state.cache_hit else ""
+        )  # served from the semantic cache: no model work
+        for kind, n in state.tokens.items():
             if kind in ("prompt", "completion") and n:
                 self.tokens.inc(n, tags={"target": target, "kind": cached + kind})
-        if "cache_hit" in state:
-            self.cache.inc(
-                tags={"target": target, "result": "hit" if state["cache_hit"] else "miss"}
-            )
+        if state.cache_hit is not None:
+            result = "hit" if state.cache_hit else "miss"
+            self.cache.inc(tags={"target": target, "result": result})
 
 
 class RequestObserver:
@@ -91,7 +80,7 @@ class RequestObserver:
         async def send_status(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                extra = (scope.get("state") or {}).get("rate_headers")
+                extra = state_of(scope).rate_headers
                 if extra and status[0] != 429:
                     message["headers"] = list(message.get("headers", [])) + [
                         (k.lower().encode(), v.encode()) for k, v in extra.items()
@@ -103,4 +92,4 @@ class RequestObserver:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             for observe in self.observers:
-                observe(route, status[0], time.perf_counter() - t0, scope.get("state") or {})
+                observe(route, status[0], time.perf_counter() - t0, state_of(scope))

@@ -1,14 +1,6 @@
-"""The OpenAPI document the ingress serves at /openapi.json, filled in with what the routes read by
-hand: most routes take the raw body (to cap its size and answer in the contract's error body), so
-FastAPI alone would describe them as taking nothing and answering anything.
-
-`describe(api)` is installed as `api.openapi`. It adds the request bodies (from the contract's
-pydantic models), the `X-Namespace` / `X-Request-Id` headers, bearer auth, and for every status a
-route can answer the body it really has: the contract's error body everywhere except the
-OpenAI-compatible routes, which answer in OpenAI's error body. Routes this module does not know
-(added later) still get the headers and the contract's error body. Fuzzing (tests/test_fuzz.py)
-holds the service to this document.
-"""
+"""The OpenAPI document served at /openapi.json, completed with what the routes read by hand
+(bodies, headers, every status's error body); fuzzing holds the service to it
+(docs/notes/router.md#the-openapi-document)."""
 
 from __future__ import annotations
 
@@ -21,7 +13,8 @@ from pydantic.json_schema import models_json_schema
 
 from rawinfer.contract import ErrorBody, InferenceRequest, InferenceResponse
 from rawinfer.contract.errors import ERROR_TYPES
-from router.openai_compat import ChatCompletionsBody, EmbeddingsBody
+from router.openai_chat import ChatCompletionsBody
+from router.openai_compat import EmbeddingsBody
 
 REF = "#/components/schemas/{model}"
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions", "/v1/models"}

@@ -15,7 +15,7 @@ STATUS_TIMEOUT_S = 5.0
 
 
 async def load_status(catalog: Catalog, backends: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """backend name -> `{"ready": bool, "error": str | None}` for every running plugin deployment."""
+    """backend name -> `{"ready": bool, "error": str | None}` of every running plugin deployment."""
     names = [n for n, b in catalog.backends.items() if b.engine == "plugin" and n in backends]
 
     async def one(name: str) -> dict[str, Any]:

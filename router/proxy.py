@@ -1,12 +1,5 @@
-"""Middleware for Ray Serve's HTTP proxy (not the ingress replica): Serve's proxy echoes the
-client's `X-Request-Id` back as it came (any length, any bytes), before our code sees the request.
-`SafeRequestId` runs in front of it and replaces an unsafe id (router/logs.py request_id_from:
-letters, digits and `._:-`, at most 128) with a generated one, so the header that is echoed, the
-`request_id` in every body and the logs all carry the same safe id.
-
-Serve loads proxy middlewares from an import path in its environment, read when Ray starts:
-`RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=router.proxy:middlewares` (PROXY_ENV below).
-"""
+"""Middleware for Serve's HTTP proxy: replaces an unsafe client `X-Request-Id` before the proxy
+echoes it (docs/notes/router.md#request-ids-at-the-proxy)."""
 
 from __future__ import annotations
 

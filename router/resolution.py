@@ -1,15 +1,5 @@
-"""Resolution: a pure function from a request's addressing to a target, over the catalog.
-
-No I/O, no Ray, no clock: `CatalogIndex(catalog)` builds lookup tables once and `resolve()`
-answers from them, raising InvalidRequest that says what was tried and what exists.
-
-Feature URIs (`mixpeek://{name}@{version}/{output}`):
-  1. a URI the catalog lists for an inference name (built-ins: the output segment is the
-     inference name, e.g. `mixpeek://text_extractor@v1/multilingual_e5_large_instruct_v1`;
-     CLIP lists `.../image_embedding` etc.) resolves to it;
-  2. otherwise a semantic version makes a plugin inference name: `name@1.0.0` → `name_1_0_0`,
-     which must exist, and whose declared outputs (if any) must include the output segment.
-"""
+"""Resolution: a pure function from a request's addressing to a target, over the catalog (no
+I/O, no Ray, no clock). Feature-URI rules: docs/notes/router.md#resolution."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ class ChatPayload(TypedDict, total=False):
 
 
 class ChatGenerator(Protocol):
-    """A chat engine (models/chat.py; the cloud proxies in models/providers answer the same payload)."""
+    """A chat engine (models/chat.py); the proxies in models/providers take the same payload."""
 
     async def generate(
         self,

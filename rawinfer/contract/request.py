@@ -1,5 +1,5 @@
-"""The request and response of `POST /v1/inference` (../shared/CONTRACT.md), the task names, and
-which task a request's inputs ask for. Plain pydantic: no Ray, no web framework, no model library."""
+"""The request and response of `POST /v1/inference` (../shared/CONTRACT.md), the task names,
+and which task a request's inputs ask for. Plain pydantic: no Ray, web framework or model lib."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Task(str, Enum):
     text_embedding = "text_embedding"
     multimodal_embedding = "multimodal_embedding"
     transcription = "transcription"
-    plugin = "plugin"  # a custom model: inputs/parameters/data are the plugin's own models (docs/plugins.md)
+    plugin = "plugin"  # a custom model: inputs, parameters and data are its own (docs/plugins.md)
 
 
 class InferenceRequest(Strict):
@@ -77,7 +77,8 @@ def detect_task(inputs: dict[str, Any], supported: frozenset[Task] | set[Task]) 
         raise InvalidRequest(
             "inputs name no task: give prompts or messages (chat), text or texts (embedding), "
             "image_url/image_base64/video_url/video_base64 (multimodal embedding), "
-            "prompts with image_url/image_base64 (vision), or audio_url/audio_base64 (transcription)",
+            "prompts with image_url/image_base64 (vision), "
+            "or audio_url/audio_base64 (transcription)",
             {"inputs": sorted(keys)},
         )
     for task in wanted:

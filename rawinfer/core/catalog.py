@@ -1,13 +1,6 @@
-"""The model catalog: which backends (Serve deployments) exist and which names address them.
-
-Loaded from a YAML file in the repo (`catalog.yaml`, the embedded default) or one named by
-`Settings.catalog_path`. Plain pydantic data: it crosses to every replica as a dict.
-
-A *backend* is one deployment: an engine kind (a key in `deployments.REGISTRY`), the model that
-really answers (`served_model`, what responses report), where its weights live, and the tasks it
-can do. A *target* is a name a client can use: a provider/model pair, an inference name, and the
-feature URIs that resolve to that inference name.
-"""
+"""The model catalog (catalog.yaml): which backends (Serve deployments) exist and which names
+address them. Plain pydantic data that crosses to every replica as a dict; see
+docs/notes/router.md#the-catalog."""
 
 from __future__ import annotations
 
@@ -83,7 +76,8 @@ class Catalog(BaseModel):
     plugin_errors: list[dict[str, Any]] = Field(
         default_factory=list,
         description="plugins found but not served (import error, invalid manifest, name "
-        "clash), each with its source and error: listed as unavailable (rawinfer/plugins/discovery.py)",
+        "clash), each with its source and error: listed as unavailable "
+        "(rawinfer/plugins/discovery.py)",
     )
 
     @model_validator(mode="after")
@@ -91,15 +85,15 @@ class Catalog(BaseModel):
         seen: set[tuple[str, ...]] = set()
         for t in self.targets:
             if t.backend not in self.backends:
-                raise ValueError(
-                    f"target {t.inference_name or f'{t.provider}/{t.model}'} names unknown backend {t.backend!r}"
-                )
+                name = t.inference_name or f"{t.provider}/{t.model}"
+                raise ValueError(f"target {name} names unknown backend {t.backend!r}")
             if t.provider is not None and t.provider not in self.providers:
                 raise ValueError(f"target names unknown provider {t.provider!r}")
             extra = set(t.tasks or ()) - set(self.backends[t.backend].tasks)
             if extra:
                 raise ValueError(
-                    f"target {t.inference_name or f'{t.provider}/{t.model}'} claims tasks its backend "
+                    f"target {t.inference_name or f'{t.provider}/{t.model}'} claims tasks its "
+                    "backend "
                     f"cannot do: {sorted(x.value for x in extra)}"
                 )
             keys = (

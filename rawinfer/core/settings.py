@@ -58,7 +58,8 @@ class SemanticCacheSettings(BaseModel):
     )
     allow_temperature_above_zero: bool = Field(
         False,
-        description="cache sampled (temperature > 0) requests too; off: only greedy requests use the cache",
+        description="cache sampled (temperature > 0) requests too; "
+        "off: only greedy requests use the cache",
     )
     max_entries: int = Field(
         10_000, ge=1, description="entries over all partitions; the least recently used go first"
@@ -72,7 +73,8 @@ class SemanticCacheSettings(BaseModel):
     judge: Literal["exact", "embedding", "llm"] = Field(
         "exact",
         description="how a fresh answer is compared with the cached one: normalised exact match, "
-        "embedding similarity (judge_similarity), or an LLM asked through the judge_backend chat deployment",
+        "embedding similarity (judge_similarity), or an LLM asked through the judge_backend "
+        "chat deployment",
     )
     judge_similarity: float = Field(
         0.95, ge=0, le=1, description="the embedding judge's cosine threshold"
@@ -84,7 +86,8 @@ class SemanticCacheSettings(BaseModel):
     min_observations: int = Field(
         4,
         ge=0,
-        description="observations an entry needs (besides vCache's two priors) before it may be served; "
+        description="observations an entry needs (besides vCache's two priors) before it may "
+        "be served; "
         "the reference implementation's 6 includes the priors",
     )
     seed: int | None = Field(
@@ -95,7 +98,8 @@ class SemanticCacheSettings(BaseModel):
         gt=0,
         le=1,
         description="a new entry this close to an existing one in its partition is not added "
-        "(concurrent misses of one prompt); the pair is judged and recorded as an observation instead",
+        "(concurrent misses of one prompt); the pair is judged and recorded as an "
+        "observation instead",
     )
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef: int = Field(64, ge=1, description="search breadth (hnswlib ef)")
@@ -135,7 +139,8 @@ class Settings(BaseSettings):
     catalog_path: Path = Field(default_factory=lambda: REPO_ROOT / "catalog.yaml")
     cache_dir: Path = Field(
         default_factory=lambda: REPO_ROOT / ".rawinfer" / "cache",
-        description="where one-time model preparation writes (joined whisper, converted GGUF) and the "
+        description="where one-time model preparation writes (joined whisper, converted GGUF) "
+        "and the "
         "semantic cache's snapshot",
     )
     request_timeout_s: float = Field(60.0, gt=0)
@@ -145,7 +150,8 @@ class Settings(BaseSettings):
     )
     plugins_dirs: list[Path] = Field(
         default_factory=lambda: [REPO_ROOT / "examples" / "plugins"],
-        description="folders searched for plugin folders (docs/plugins.md), besides the `rawinfer.plugins` "
+        description="folders searched for plugin folders (docs/plugins.md), besides the "
+        "`rawinfer.plugins` "
         "entry points; e.g. RAWINFER_PLUGINS_DIRS='[\"/srv/plugins\"]'",
     )
     plugins_embedding_backend: str = Field(
@@ -165,7 +171,8 @@ class Settings(BaseSettings):
     )
     providers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="per cloud provider: api_key (or api_key_file, a mounted secret), base_url, timeout_s, "
-        "max_retries, ... (models.providers.base.ProviderSettings); e.g. RAWINFER_PROVIDERS__OPENAI__API_KEY. "
+        description="per cloud provider: api_key (or api_key_file, a mounted secret), base_url, "
+        "timeout_s, max_retries, ... (models.providers.base.ProviderSettings); "
+        "e.g. RAWINFER_PROVIDERS__OPENAI__API_KEY. "
         "Read by each provider deployment itself: never passed between processes",
     )

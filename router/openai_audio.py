@@ -1,0 +1,113 @@
+"""OpenAI's `POST /v1/audio/transcriptions` (multipart) over the gateway's transcription task."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+from starlette.responses import PlainTextResponse, Response
+
+from rawinfer.contract.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+)
+from router.gateway import Gateway
+from router.openai_compat import run
+
+# --------------------------------------------------------------------------------- transcriptions
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def subtitles(segments: list[dict[str, Any]], fmt: str) -> str:
+    sep = "," if fmt == "srt" else "."
+    cues = []
+    for i, s in enumerate(segments, 1):
+        head = f"{i}\n" if fmt == "srt" else ""
+        cues.append(
+            f"{head}{_stamp(s['start'], sep)} --> {_stamp(s['end'], sep)}\n{s['text'].strip()}\n"
+        )
+    return ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(cues)
+
+
+TRANSCRIPTION_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+
+
+async def transcriptions(gateway: Gateway, request: Request) -> Response:
+    # the key first, as everywhere: without one it is a 401 whatever its body (lookups are cached)
+    await gateway.auth(
+        request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True
+    )
+    cap = gateway.settings.media.max_bytes
+    try:
+        form = await request.form(max_part_size=cap)
+    except (
+        MultiPartException,
+        StarletteHTTPException,
+    ) as e:  # Starlette: 400 inside an app, else its own
+        reason = str(getattr(e, "detail", None) or getattr(e, "message", None) or "malformed")
+        if "maximum size" in reason:
+            raise PayloadTooLarge(f"a multipart field is over the limit of {cap} bytes") from None
+        raise InvalidRequest(
+            f"the multipart body could not be read ({reason[:120]}); send multipart/form-data "
+            "with the audio in the field `file`"
+        ) from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InvalidRequest("send the audio as the multipart field `file`")
+    audio = await upload.read(cap + 1)
+    if len(audio) > cap:
+        raise PayloadTooLarge(f"the audio file is over the limit of {cap} bytes")
+    model = form.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("send the multipart field `model` (e.g. whisper-1)")
+    fmt = form.get("response_format") or "json"
+    if fmt not in TRANSCRIPTION_FORMATS:
+        raise InvalidRequest(f"response_format must be one of {', '.join(TRANSCRIPTION_FORMATS)}")
+    granularities = set(
+        form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
+    )
+    if granularities - {"word", "segment"}:
+        raise InvalidRequest("timestamp_granularities may hold only 'word' and 'segment'")
+    params: dict[str, Any] = {"word_timestamps": "word" in granularities}
+    if form.get("language"):
+        params["language"] = form.get("language")
+    _, out = await run(
+        gateway, request, model, {"audio_base64": base64.b64encode(audio).decode()}, params
+    )
+    data = out["data"]
+    if fmt == "text":
+        return PlainTextResponse(data["text"] + "\n")
+    if fmt in ("srt", "vtt"):
+        return PlainTextResponse(
+            subtitles(data["segments"], fmt),
+            media_type="text/vtt" if fmt == "vtt" else "text/plain",
+        )
+    if fmt == "json":
+        return Response(orjson.dumps({"text": data["text"]}), media_type="application/json")
+    verbose = {
+        "task": "transcribe",
+        "language": data["language"],
+        "duration": data["duration"],
+        "text": data["text"],
+        "segments": [
+            {"id": i, "start": s["start"], "end": s["end"], "text": s["text"]}
+            for i, s in enumerate(data["segments"])
+        ],
+    }
+    if "word" in granularities:
+        verbose["words"] = [w for s in data["segments"] for w in s.get("words", [])]
+    return Response(orjson.dumps(verbose), media_type="application/json")
+
+
+# --------------------------------------------------------------------------------- models

@@ -1,0 +1,51 @@
+"""The handle adaptor (router/handles.py) against a real Serve deployment: an engine that raises
+something unexpected is the same 500 whether the call streams or not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rawinfer.contract.errors import InferenceFailed, Unavailable
+
+
+@pytest.fixture(scope="module")
+def boom(service):
+    from ray import serve
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.01})
+    class Boom:
+        async def __call__(self, payload):
+            if payload.get("ok"):
+                return {"data": {"echo": payload["ok"]}}
+            raise RuntimeError("a secret internal detail")
+
+        async def stream(self, payload):
+            yield {"delta": "first"}
+            raise RuntimeError("a secret internal detail")
+
+    handle = serve.run(Boom.bind(), name="boom-test", route_prefix=None)
+    yield handle
+    serve.delete("boom-test")
+
+
+def test_unexpected_engine_error_is_a_500_on_both_paths(boom):
+    from router.handles import handle_backend
+
+    call = handle_backend("boom", boom)
+    assert asyncio.run(call({"ok": 1})) == {"data": {"echo": 1}}
+    with pytest.raises(InferenceFailed) as unstreamed:
+        asyncio.run(call({}))
+    events = []
+
+    async def stream():
+        async for event in call.stream({}):
+            events.append(event)
+
+    with pytest.raises(InferenceFailed) as streamed:
+        asyncio.run(stream())
+    assert events == [{"delta": "first"}]
+    for exc in (unstreamed.value, streamed.value):
+        assert not isinstance(exc, Unavailable)
+        assert "secret" not in exc.message and "boom" in exc.message
