@@ -181,6 +181,15 @@ class Ingress:
         if self.gateway.limiter is not None:
             await self.gateway.limiter.close()
 
+    async def _openai_key(self, request: Request) -> None:
+        """The key checked on headers before the body is read (the lookup is cached, so the
+        route's own check later costs nothing): no unauthenticated request is parsed."""
+        await self.gateway.auth(
+            request.headers.get("authorization"),
+            request.headers.get("x-namespace"),
+            key_default=True,
+        )
+
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
@@ -206,10 +215,11 @@ class Ingress:
     async def inference(self, request: Request) -> Response:
         t0 = time.perf_counter()
         rid = _rid(request)
-        body = await read_body(request, self.settings.max_body_bytes)
+        # the key first, on headers alone: an unauthenticated request costs no body read
         key, ns = await self.gateway.auth(
             request.headers.get("authorization"), request.headers.get("x-namespace")
         )
+        body = await read_body(request, self.settings.max_body_bytes)
         state = state_of(request.scope)
         state.authenticated(key, ns)
         req = validated(InferenceRequest, parse_json(body, self.settings.max_body_bytes), "")
@@ -226,6 +236,7 @@ class Ingress:
     @oai.openai_errors
     async def chat_completions(self, request: Request) -> Response:
         _rid(request)
+        await self._openai_key(request)
         return await openai_chat.chat_completions(
             self.gateway, request, await read_body(request, self.settings.max_body_bytes)
         )
@@ -234,6 +245,7 @@ class Ingress:
     @oai.openai_errors
     async def embeddings(self, request: Request) -> Response:
         _rid(request)
+        await self._openai_key(request)
         return await oai.embeddings(
             self.gateway, request, await read_body(request, self.settings.max_body_bytes)
         )

@@ -16,6 +16,33 @@ from rawinfer.contract.errors import InvalidRequest
 ROLES = ("system", "user", "assistant")
 
 
+REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def refuse_remote_refs(schema: Any, where: str = "parameters.schema") -> None:
+    """A JSON Schema may only refer inside itself (`#...`): a remote `$ref` or a base `$id`
+    would make the validator fetch a URL chosen by the client (docs/security.md)."""
+    stack = [(schema, where)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in REF_KEYS and isinstance(value, str) and not value.startswith("#"):
+                    raise InvalidRequest(
+                        f"{path}.{key} must refer inside the schema (start with '#'); "
+                        "remote references are not fetched",
+                        {"field": f"{path}.{key}"},
+                    )
+                if key == "$id" and isinstance(value, str) and not value.startswith("#"):
+                    raise InvalidRequest(
+                        f"{path}.$id is not allowed: the schema may not name a base URI",
+                        {"field": f"{path}.$id"},
+                    )
+                stack.append((value, f"{path}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node))
+
+
 def last_message_rule(role: str) -> None:
     """The one rule on a conversation's end, for the ingress and the engine alike."""
     if role != "user":
@@ -126,6 +153,7 @@ class ChatParams(BaseModel):
         if v is not None:
             import jsonschema
 
+            refuse_remote_refs(v)
             try:
                 jsonschema.validators.validator_for(v).check_schema(v)
             except jsonschema.SchemaError as e:

@@ -1,0 +1,34 @@
+"""A chat schema may only refer inside itself: remote `$ref` and base `$id` are a 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from rawinfer.contract import ChatParams
+from rawinfer.contract.errors import InvalidRequest
+
+REMOTE = [
+    {"$ref": "http://127.0.0.1:8765/x"},
+    {"type": "object", "properties": {"a": {"$ref": "file:///etc/passwd"}}},
+    {"allOf": [{"$ref": "ftp://example.com/s.json"}]},
+    {"items": [{"$dynamicRef": "https://example.com/s"}]},
+    {"$id": "https://example.com/root", "type": "object"},
+    {"$ref": "other.json#/a"},  # relative to a base the server would have to pick
+]
+
+
+@pytest.mark.parametrize("schema", REMOTE)
+def test_remote_references_are_refused(schema):
+    with pytest.raises(InvalidRequest) as e:
+        ChatParams.model_validate({"schema": schema})
+    assert "parameters.schema" in e.value.message
+
+
+def test_local_references_and_keywords_as_property_names_are_kept():
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$defs": {"name": {"type": "string"}},
+        "type": "object",
+        "properties": {"$ref": {"$ref": "#/$defs/name"}, "$id": {"type": "integer"}},
+    }
+    assert ChatParams.model_validate({"schema": schema}).json_schema == schema
