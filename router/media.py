@@ -10,6 +10,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import zlib
 from typing import Union
 
 import httpx
@@ -25,6 +26,8 @@ _NAT64_WKP = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPAT = ipaddress.ip_network("::/96")
 _WHITESPACE = re.compile(r"\s+")
 _ADVICE = "Give a public http(s) URL, or send the media as base64."
+# public addresses that answer as the host's cloud control plane (Azure's wire server)
+_METADATA = (ipaddress.ip_network("168.63.129.16/32"),)
 
 
 def _human_size(n: int) -> str:
@@ -51,8 +54,25 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def _decoder(encoding: str | None):
+    """A bounded inflater for a gzip/deflate body (we ask for identity; a server may not care),
+    None for identity; any other encoding is refused."""
+    enc = (encoding or "identity").strip().lower()
+    if enc in ("", "identity"):
+        return None
+    if enc in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    raise InvalidRequest(
+        f"The media URL answered with Content-Encoding {enc!r}; serve the file uncompressed."
+    )
+
+
 def _why_not_public(ip: IPAddress) -> str | None:
     """The kind of non-public address `ip` is ("a loopback address"...), or None if public."""
+    if any(ip in net for net in _METADATA if ip.version == net.version):
+        return "a cloud metadata address"
+    if ip.version == 6 and ip.is_site_local:  # fec0::/10, deprecated but still routed
+        return "a site-local address"
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:
@@ -303,7 +323,10 @@ class MediaFetcher:
             target = url.copy_with(host=ip)
             try:
                 async with client.stream(
-                    "GET", target, headers={"Host": host_header}, extensions=extensions
+                    "GET",
+                    target,
+                    headers={"Host": host_header, "Accept-Encoding": "identity"},
+                    extensions=extensions,
                 ) as resp:
                     return await self._read(resp, url)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -355,8 +378,16 @@ class MediaFetcher:
         if length is not None and length.strip().isdigit() and int(length) > cap:
             raise too_large
         body = bytearray()
-        async for chunk in resp.aiter_bytes():  # decoded (gzip...) bytes: the cap holds on those
+        inflate = _decoder(resp.headers.get("content-encoding"))
+        # raw bytes, inflated here at most up to the cap: a small compressed body cannot expand
+        # in memory before the cap is checked (httpx would inflate each chunk whole)
+        async for raw in resp.aiter_raw():
+            chunk = raw if inflate is None else inflate.decompress(raw, cap + 1 - len(body))
             body += chunk
+            if len(body) > cap or (inflate is not None and inflate.unconsumed_tail):
+                raise too_large
+        if inflate is not None:
+            body += inflate.flush()
             if len(body) > cap:
                 raise too_large
         if not body:

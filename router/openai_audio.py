@@ -16,6 +16,7 @@ from rawinfer.contract.errors import (
     PayloadTooLarge,
 )
 from router.gateway import Gateway
+from router.http import read_body
 from router.openai_compat import run
 
 # --------------------------------------------------------------------------------- transcriptions
@@ -41,6 +42,9 @@ def subtitles(segments: list[dict[str, Any]], fmt: str) -> str:
 
 
 TRANSCRIPTION_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+MAX_FORM_FIELDS = 8  # model, language, prompt, response_format, temperature, granularities...
+MAX_FIELD_BYTES = 64 * 1024  # any field but the file
+FORM_OVERHEAD_BYTES = MAX_FORM_FIELDS * MAX_FIELD_BYTES + 64 * 1024  # fields and part headers
 
 
 async def transcriptions(gateway: Gateway, request: Request) -> Response:
@@ -49,15 +53,26 @@ async def transcriptions(gateway: Gateway, request: Request) -> Response:
         request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True
     )
     cap = gateway.settings.media.max_bytes
+    # the raw body is capped before it is parsed (the file plus a little room for the fields);
+    # then one file part and a few small fields: nothing else is spooled or held
+    request._body = await read_body(request, cap + FORM_OVERHEAD_BYTES)  # what form() reads
     try:
-        form = await request.form(max_part_size=cap)
+        form = await request.form(
+            max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
+        )
     except (
         MultiPartException,
         StarletteHTTPException,
     ) as e:  # Starlette: 400 inside an app, else its own
         reason = str(getattr(e, "detail", None) or getattr(e, "message", None) or "malformed")
         if "maximum size" in reason:
-            raise PayloadTooLarge(f"a multipart field is over the limit of {cap} bytes") from None
+            raise PayloadTooLarge(
+                f"a multipart field other than `file` is over {MAX_FIELD_BYTES} bytes"
+            ) from None
+        if "Too many" in reason:
+            raise InvalidRequest(
+                f"send one `file` and at most {MAX_FORM_FIELDS} other fields ({reason[:80]})"
+            ) from None
         raise InvalidRequest(
             f"the multipart body could not be read ({reason[:120]}); send multipart/form-data "
             "with the audio in the field `file`"

@@ -112,3 +112,25 @@ def test_a_remote_schema_ref_is_refused_and_never_fetched(service, listener):
             assert "$ref" in r.text
     time.sleep(0.5)
     assert hits == []
+
+
+def _transcribe(service, files, data):
+    return httpx.post(
+        service.url + "/v1/audio/transcriptions",
+        headers=service.headers(),
+        files=files,
+        data=data,
+        timeout=60,
+    )
+
+
+def test_transcription_uploads_are_capped_before_parsing(service):
+    wav = ("a.wav", b"RIFF" + b"\0" * 1000, "audio/wav")
+    padded = {"model": "whisper-1", **{f"pad{i}": "x" * (2 * 1024 * 1024) for i in range(20)}}
+    r = _transcribe(service, {"file": wav}, padded)  # twenty 2 MB fields: 40 MB of padding
+    assert r.status_code == 413, r.text
+    many = {"model": "whisper-1", **{f"f{i}": "x" for i in range(30)}}
+    r = _transcribe(service, {"file": wav}, many)
+    assert r.status_code == 400 and "at most" in r.json()["error"]["message"], r.text
+    r = _transcribe(service, [("file", wav), ("file", wav)], {"model": "whisper-1"})
+    assert r.status_code == 400, r.text
