@@ -38,6 +38,7 @@ from router.openapi import describe
 from router.state import RequestState, state_of
 
 log = logging.getLogger("rawinfer.ingress")
+READYZ_CACHE_S = 1.0  # how long one serve.status() answers /readyz
 api = FastAPI(
     title="rawinfer",
     version="0.1.0",
@@ -132,6 +133,7 @@ class Ingress:
         metrics = Metrics()
         RequestObserver.observers = [metrics.observe, self._record_usage]
         self.app_name = serve.get_replica_context().app_name
+        self._status_lock, self._status = asyncio.Lock(), None
         callers = {
             name: handle_backend(name, h, metrics.replica_lost) for name, h in backends.items()
         }
@@ -194,11 +196,19 @@ class Ingress:
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
+    async def _serve_status(self):
+        """serve.status(), asked at most once a second whatever the /readyz rate (one caller
+        asks, the others wait for its answer)."""
+        async with self._status_lock:
+            now = time.monotonic()
+            if self._status is None or now - self._status[0] > READYZ_CACHE_S:
+                self._status = (now, await asyncio.to_thread(serve.status))
+            return self._status[1]
+
     @api.get("/readyz")
     async def readyz(self) -> Response:
         """200 when every deployment of the app is healthy; 503 naming those that are not."""
-        status = await asyncio.to_thread(serve.status)
-        app = status.applications.get(self.app_name)
+        app = (await self._serve_status()).applications.get(self.app_name)
         deployments = {
             name: str(getattr(d.status, "value", d.status))
             for name, d in (app.deployments if app else {}).items()

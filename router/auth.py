@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Callable, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,12 +30,14 @@ from rawinfer.tenancy.store import (
 )
 
 T = TypeVar("T")
+STORE_THREADS = 4  # key and namespace lookups' own threads (docs/security.md)
 
 
 class TTLCache(Generic[T]):
-    def __init__(self, ttl_s: float, max_entries: int = 10_000):
+    def __init__(self, ttl_s: float, max_entries: int = 10_000, pool: Executor | None = None):
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self._data: dict[str, tuple[float, T]] = {}
+        self._pool = pool  # the store's own threads: a flood elsewhere cannot starve key lookups
 
     async def get(self, key: str, load: Callable[[], T]) -> T:
         now = time.monotonic()
@@ -42,7 +45,7 @@ class TTLCache(Generic[T]):
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
         try:
-            value = await asyncio.to_thread(load)
+            value = await asyncio.get_running_loop().run_in_executor(self._pool, load)
         except (
             SQLAlchemyError
         ):  # database down or locked: the client may retry, it is not its fault
@@ -77,8 +80,9 @@ def namespace_ref(header: str | None) -> str:
 class Authenticator:
     def __init__(self, store: Store, ttl_s: float):
         self.store = store
-        self._keys: TTLCache[KeyInfo | None] = TTLCache(ttl_s)
-        self._namespaces: TTLCache[NamespaceInfo | None] = TTLCache(ttl_s)
+        pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="rawinfer-store")
+        self._keys: TTLCache[KeyInfo | None] = TTLCache(ttl_s, pool=pool)
+        self._namespaces: TTLCache[NamespaceInfo | None] = TTLCache(ttl_s, pool=pool)
 
     async def key(self, authorization: str | None) -> KeyInfo:
         secret = bearer_secret(authorization)

@@ -6,28 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import ipaddress
 import re
 import socket
 import ssl
 import zlib
-from typing import Union
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from rawinfer.contract.errors import InvalidRequest, PayloadTooLarge
 from rawinfer.core.settings import MediaSettings
-
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+from router.addresses import IPAddress, IPNetwork, address_refusal
 
 _REDIRECT_CODES = {301, 302, 303, 307, 308}
-_NAT64_WKP = ipaddress.ip_network("64:ff9b::/96")
-_IPV4_COMPAT = ipaddress.ip_network("::/96")
 _WHITESPACE = re.compile(r"\s+")
+DNS_THREADS = 4
 _ADVICE = "Give a public http(s) URL, or send the media as base64."
-# public addresses that answer as the host's cloud control plane (Azure's wire server)
-_METADATA = (ipaddress.ip_network("168.63.129.16/32"),)
 
 
 def _human_size(n: int) -> str:
@@ -36,22 +32,6 @@ def _human_size(n: int) -> str:
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} bytes"  # pragma: no cover
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64, Teredo server,
-    IPv4-compatible), or None."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64_WKP:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.teredo is not None:
-        return ip.teredo[0]  # the Teredo server; the client part is obfuscated
-    if ip in _IPV4_COMPAT and int(ip) > 1:  # deprecated ::a.b.c.d (:: and ::1 excluded)
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
 
 
 def _decoder(encoding: str | None):
@@ -65,52 +45,6 @@ def _decoder(encoding: str | None):
     raise InvalidRequest(
         f"The media URL answered with Content-Encoding {enc!r}; serve the file uncompressed."
     )
-
-
-def _why_not_public(ip: IPAddress) -> str | None:
-    """The kind of non-public address `ip` is ("a loopback address"...), or None if public."""
-    if any(ip in net for net in _METADATA if ip.version == net.version):
-        return "a cloud metadata address"
-    if ip.version == 6 and ip.is_site_local:  # fec0::/10, deprecated but still routed
-        return "a site-local address"
-    if ip.is_unspecified:
-        return "an unspecified address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if not ip.is_global:
-        return "a non-public address"
-    return None
-
-
-def address_refusal(
-    ip: IPAddress, allow: list[IPNetwork] | tuple[IPNetwork, ...] = ()
-) -> str | None:
-    """Why a fetch may not connect to `ip` ("a private address"...), or None when it may.
-
-    An address inside one of `allow` is always allowed. An IPv6 address carrying an IPv4 address
-    is judged by the IPv4 address as well (both must be public, or the IPv4 one allowed)."""
-    if any(ip.version == net.version and ip in net for net in allow):
-        return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        v4 = _embedded_ipv4(ip)
-        if v4 is not None:
-            if any(net.version == 4 and v4 in net for net in allow):
-                return None
-            reason = _why_not_public(v4)
-            if reason is not None:
-                return reason
-            if ip.ipv4_mapped is not None or ip in _NAT64_WKP:
-                # both lie in ::/8, "reserved" to ipaddress, but reach the (public) IPv4 address
-                return None
-    return _why_not_public(ip)
 
 
 def _is_tls_error(exc: BaseException | None) -> bool:
@@ -130,6 +64,8 @@ class MediaFetcher:
         trust other roots, e.g. a test CA). Hostnames are always checked against the URL's host."""
         self.settings = settings
         self._verify = verify
+        # DNS has its own few threads: a client's slow zone cannot starve other lookups
+        self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="rawinfer-dns")
         try:
             self._allow: tuple[IPNetwork, ...] = tuple(
                 ipaddress.ip_network(c, strict=False) for c in settings.allow_cidrs
@@ -272,8 +208,14 @@ class MediaFetcher:
             ips = [literal]
         else:
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    url.raw_host.decode("ascii"), port, type=socket.SOCK_STREAM
+                infos = await asyncio.get_running_loop().run_in_executor(
+                    self._dns,
+                    functools.partial(
+                        socket.getaddrinfo,
+                        url.raw_host.decode("ascii"),
+                        port,
+                        type=socket.SOCK_STREAM,
+                    ),
                 )
             except (socket.gaierror, UnicodeError, OSError):
                 if redirected:
