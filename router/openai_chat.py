@@ -11,6 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from rawinfer.contract.base import MAX_MESSAGES
 from rawinfer.contract.errors import (
     OPENAI_TYPES,
     InvalidRequest,
@@ -39,7 +40,7 @@ class ChatMessage(BaseModel):
 class ChatCompletionsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     temperature: float | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None

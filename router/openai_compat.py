@@ -8,7 +8,7 @@ import base64
 import functools
 import logging
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from rawinfer.contract import InferenceRequest
+from rawinfer.contract.base import MAX_TEXTS
 from rawinfer.contract.errors import (
     OPENAI_TYPES,
     InferenceFailed,
@@ -119,7 +120,7 @@ def usage(tokens: dict[str, int] | None) -> dict[str, int]:
 class EmbeddingsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    input: str | list[str]
+    input: str | Annotated[list[str], Field(max_length=MAX_TEXTS)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None

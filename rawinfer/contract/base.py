@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# Caps on list lengths, so validating a request is bounded before any engine's own limit applies
+# (docs/security.md); the engines' limits (options max_texts, max_prompts) are smaller.
+MAX_TEXTS = 2048
+MAX_PROMPTS = 256
+MAX_MESSAGES = 1024
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

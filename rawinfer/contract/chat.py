@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from rawinfer.contract.base import Strict, check_text, exactly_one
+from rawinfer.contract.base import MAX_MESSAGES, MAX_PROMPTS, Strict, check_text, exactly_one
 from rawinfer.contract.errors import InvalidRequest
 
 ROLES = ("system", "user", "assistant")
@@ -77,9 +77,9 @@ class Message(Strict):
 
 
 class ChatInputs(Strict):
-    prompts: list[str] | None = None
+    prompts: list[str] | None = Field(None, max_length=MAX_PROMPTS)
     system: str | None = None
-    messages: list[Message] | None = None
+    messages: list[Message] | None = Field(None, max_length=MAX_MESSAGES)
 
     @model_validator(mode="after")
     def _shape(self) -> "ChatInputs":
@@ -101,7 +101,7 @@ class ChatInputs(Strict):
 
 
 class VisionInputs(Strict):
-    prompts: list[str]
+    prompts: list[str] = Field(max_length=MAX_PROMPTS)
     system: str | None = None
     image_url: str | None = None
     image_base64: str | None = None

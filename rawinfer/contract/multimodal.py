@@ -8,13 +8,13 @@ from typing import Any, Literal, Protocol, TypedDict
 import numpy as np
 from pydantic import Field, StrictBool, model_validator
 
-from rawinfer.contract.base import Strict, exactly_one
+from rawinfer.contract.base import MAX_TEXTS, Strict, exactly_one
 from rawinfer.contract.text_embedding import TextInputs
 
 
 class MultimodalInputs(Strict):
     text: str | None = None
-    texts: list[str] | None = None
+    texts: list[str] | None = Field(None, max_length=MAX_TEXTS)
     image_url: str | None = None
     image_base64: str | None = None
     video_url: str | None = None

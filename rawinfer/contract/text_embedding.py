@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol, TypedDict
 
-from pydantic import StrictBool, model_validator
+from pydantic import Field, StrictBool, model_validator
 
-from rawinfer.contract.base import Strict, check_text, exactly_one
+from rawinfer.contract.base import MAX_TEXTS, Strict, check_text, exactly_one
 
 
 class TextInputs(Strict):
     text: str | None = None
-    texts: list[str] | None = None
+    texts: list[str] | None = Field(None, max_length=MAX_TEXTS)
 
     @model_validator(mode="after")
     def _shape(self) -> "TextInputs":

@@ -1,10 +1,13 @@
-"""A chat schema may only refer inside itself: remote `$ref` and base `$id` are a 400."""
+"""Limits the contract sets on a request: list lengths are capped, and a chat schema may only
+refer inside itself (remote `$ref` and base `$id` are a 400)."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from rawinfer.contract import ChatParams
+from rawinfer.contract import ChatInputs, ChatParams, TextInputs, VisionInputs
+from rawinfer.contract.base import MAX_MESSAGES, MAX_PROMPTS, MAX_TEXTS
 from rawinfer.contract.errors import InvalidRequest
 
 REMOTE = [
@@ -32,3 +35,16 @@ def test_local_references_and_keywords_as_property_names_are_kept():
         "properties": {"$ref": {"$ref": "#/$defs/name"}, "$id": {"type": "integer"}},
     }
     assert ChatParams.model_validate({"schema": schema}).json_schema == schema
+
+
+def test_list_lengths_are_capped():
+    TextInputs(texts=["a"] * MAX_TEXTS)
+    with pytest.raises(ValidationError, match="at most"):
+        TextInputs(texts=["a"] * (MAX_TEXTS + 1))
+    with pytest.raises(ValidationError, match="at most"):
+        ChatInputs(prompts=["a"] * (MAX_PROMPTS + 1))
+    with pytest.raises(ValidationError, match="at most"):
+        VisionInputs(prompts=["a"] * (MAX_PROMPTS + 1), image_url="https://example.com/a.png")
+    many = [{"role": "user", "content": "a"}] * (MAX_MESSAGES + 1)
+    with pytest.raises(ValidationError, match="at most"):
+        ChatInputs(messages=many)
