@@ -30,7 +30,7 @@ from router import admin_routes, openai_audio, openai_chat
 from router import openai_compat as oai
 from router.errors import error_response, for_status
 from router.gateway import Gateway, parse_json, validated
-from router.handles import handle_backend
+from router.handles import IDEMPOTENT_ENGINES, handle_backend
 from router.http import json_response, read_body, sse_response
 from router.logs import current_request_id, request_id_from, request_id_var, setup_logging
 from router.metrics import Metrics, RequestObserver
@@ -134,8 +134,13 @@ class Ingress:
         RequestObserver.observers = [metrics.observe, self._record_usage]
         self.app_name = serve.get_replica_context().app_name
         self._status_lock, self._status = asyncio.Lock(), None
+        cat = Catalog.model_validate(catalog)
+        engines = {n: b.engine for n, b in cat.backends.items()}
         callers = {
-            name: handle_backend(name, h, metrics.replica_lost) for name, h in backends.items()
+            name: handle_backend(
+                name, h, metrics.replica_lost, retry=engines.get(name) in IDEMPOTENT_ENGINES
+            )
+            for name, h in backends.items()
         }
         self.cache_call = (
             handle_backend("semantic_cache", semantic_cache, metrics.replica_lost)
@@ -144,7 +149,7 @@ class Ingress:
         )
         self.gateway = Gateway(
             self.settings,
-            Catalog.model_validate(catalog),
+            cat,
             callers,
             store,
             providers_ready,

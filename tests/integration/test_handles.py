@@ -4,6 +4,7 @@ something unexpected is the same 500 whether the call streams or not."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -49,3 +50,37 @@ def test_unexpected_engine_error_is_a_500_on_both_paths(boom):
     for exc in (unstreamed.value, streamed.value):
         assert not isinstance(exc, Unavailable)
         assert "secret" not in exc.message and "boom" in exc.message
+
+
+@pytest.fixture(scope="module")
+def poison(service, tmp_path_factory):
+    """A deployment that dies on every request, counting the requests that reached it."""
+    from ray import serve
+
+    log = tmp_path_factory.mktemp("poison") / "calls.log"
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.01}, health_check_period_s=1)
+    class Poison:
+        def __init__(self, path: str):
+            self.path = path
+
+        async def __call__(self, payload):
+            with open(self.path, "a") as f:
+                f.write(payload["id"] + "\n")
+            os._exit(1)
+
+    handle = serve.run(Poison.bind(str(log)), name="poison-test", route_prefix=None)
+    yield handle, log
+    serve.delete("poison-test")
+
+
+@pytest.mark.parametrize("retry, sent", [(True, 2), (False, 1)])
+def test_a_request_that_kills_its_replica_is_sent_again_at_most_once(poison, retry, sent):
+    from router.handles import handle_backend
+
+    handle, log = poison
+    call = handle_backend("poison", handle, retry=retry)
+    rid = f"r-{retry}"
+    with pytest.raises(Unavailable):
+        asyncio.run(asyncio.wait_for(call({"id": rid}), 120))
+    assert log.read_text().split().count(rid) == sent
