@@ -3,6 +3,7 @@ Anything else that escapes is a 500 with a generic message: the trace goes to th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from rawinfer.contract.errors import (
     STATUS,
     InferenceFailed,
     InvalidRequest,
+    Overloaded,
     RateLimited,
     RawInferError,
     status_of,
@@ -52,8 +54,13 @@ def error_response(exc: RawInferError, request_id: str) -> Response:
 
 
 def error_headers(exc: RawInferError) -> dict[str, str]:
-    """A 429 carries Retry-After and the X-RateLimit-* headers of the limit that was hit."""
-    return denial_headers(exc) if isinstance(exc, RateLimited) else {}
+    """A 429 carries Retry-After and the X-RateLimit-* headers of the limit that was hit; an
+    overloaded backend's 503 carries Retry-After."""
+    if isinstance(exc, RateLimited):
+        return denial_headers(exc)
+    if isinstance(exc, Overloaded):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {}
 
 
 def invalid(e: ValidationError, where: str) -> InvalidRequest:

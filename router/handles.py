@@ -11,7 +11,7 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from rawinfer.contract.errors import InferenceFailed, Unavailable
+from rawinfer.contract.errors import InferenceFailed, Overloaded, Unavailable
 from router.gateway import Backend
 
 log = logging.getLogger("rawinfer.ingress")
@@ -63,7 +63,7 @@ def handle_backend(
             try:
                 return await response
             except BackPressureError:
-                raise Unavailable(f"{name} is overloaded; retry shortly") from None
+                raise Overloaded(f"{name} is overloaded; retry shortly") from None
             except RayActorError as e:
                 # the replica died (killed, OOM, node lost) before answering: inference has no
                 # side effects, so the request goes again; Serve's router has dropped the dead
@@ -94,7 +94,7 @@ def handle_backend(
                     yield event
                 return
             except BackPressureError:
-                raise Unavailable(f"{name} is overloaded; retry shortly") from None
+                raise Overloaded(f"{name} is overloaded; retry shortly") from None
             except RayActorError as e:  # once events went out, a retry would repeat them
                 await replica_lost(
                     attempt,

@@ -67,6 +67,16 @@ class Unavailable(RawInferError):
     """The backend is not ready, not configured, or overloaded."""
 
 
+class Overloaded(Unavailable):
+    """Every replica is busy and the deployment's queue is full: retry after `retry_after_s`."""
+
+    def __init__(
+        self, message: str, retry_after_s: float = 1.0, details: dict[str, Any] | None = None
+    ):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
 class DeadlineExceeded(RawInferError):
     """The backend or provider took longer than the request timeout."""
 
@@ -113,6 +123,7 @@ _BY_NAME: dict[str, type[RawInferError]] = {
         MethodNotAllowed,
         PayloadTooLarge,
         RateLimited,
+        Overloaded,
         InferenceFailed,
         PluginFailed,
         ProviderError,
@@ -125,7 +136,7 @@ _BY_NAME: dict[str, type[RawInferError]] = {
 def to_wire(exc: RawInferError) -> dict[str, Any]:
     """An error as plain data, to return across a deployment handle."""
     wire = {"kind": type(exc).__name__, "message": exc.message, "details": exc.details}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, Overloaded)):
         wire["retry_after_s"] = exc.retry_after_s
     return {"error": wire}
 
@@ -134,8 +145,8 @@ def from_wire(payload: dict[str, Any]) -> RawInferError:
     """The exception that `to_wire` described. Unknown kinds become InferenceFailed."""
     err = payload["error"]
     cls = _BY_NAME.get(err.get("kind", ""), InferenceFailed)
-    if cls is RateLimited:
-        return RateLimited(err["message"], err.get("retry_after_s", 1.0), err.get("details"))
+    if cls in (RateLimited, Overloaded):
+        return cls(err["message"], err.get("retry_after_s", 1.0), err.get("details"))
     return cls(err.get("message", "inference failed"), err.get("details"))
 
 

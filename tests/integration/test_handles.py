@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 
@@ -84,3 +85,46 @@ def test_a_request_that_kills_its_replica_is_sent_again_at_most_once(poison, ret
     with pytest.raises(Unavailable):
         asyncio.run(asyncio.wait_for(call({"id": rid}), 120))
     assert log.read_text().split().count(rid) == sent
+
+
+@pytest.fixture(scope="module")
+def slow(service):
+    """One replica, one request at a time, one waiting: the rest must be refused at once."""
+    from ray import serve
+
+    @serve.deployment(
+        ray_actor_options={"num_cpus": 0.01}, max_ongoing_requests=1, max_queued_requests=1
+    )
+    class Slow:
+        async def __call__(self, payload):
+            await asyncio.sleep(3)
+            return {"data": {}}
+
+    handle = serve.run(Slow.bind(), name="slow-test", route_prefix=None)
+    yield handle
+    serve.delete("slow-test")
+
+
+def test_a_full_queue_is_a_fast_503_with_retry_after(slow):
+    from rawinfer.contract.errors import Overloaded
+    from router.errors import error_headers, status_of
+    from router.handles import handle_backend
+
+    call = handle_backend("slow", slow)
+
+    async def one():
+        t0 = time.monotonic()
+        try:
+            await call({})
+            return "ok", time.monotonic() - t0
+        except Overloaded as e:
+            return e, time.monotonic() - t0
+
+    async def burst():
+        return await asyncio.gather(*(one() for _ in range(6)))
+
+    results = asyncio.run(burst())
+    refused = [(e, t) for e, t in results if isinstance(e, Overloaded)]
+    assert len(refused) >= 3 and all(t < 1.5 for _, t in refused), results
+    exc = refused[0][0]
+    assert status_of(exc)[0] == 503 and error_headers(exc)["Retry-After"] == "1"
