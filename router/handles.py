@@ -26,8 +26,10 @@ ENGINE_FAILED = "inference failed inside the model ({})"  # as deployments/base.
 
 def died_of_memory(exc: BaseException) -> bool:
     """The replica was killed for memory (Ray's OOM killer): its input may be what did it."""
-    text = str(exc).lower()
-    return "out of memory" in text or "low on memory" in text or "oom" in text
+    # Ray's own wording of a memory-monitor kill; a plain crash's message mentions the OOM killer
+    # only among "common causes", so it must not match
+    text = str(exc)
+    return "NODE_OUT_OF_MEMORY" in text or "running low on memory" in text
 
 
 def handle_backend(

@@ -20,6 +20,7 @@ from rawinfer.contract.errors import (
 from router.errors import status_of
 from router.gateway import Gateway, Prepared, parse_json
 from router.openai_compat import body_of, run, usage
+from router.state import state_of
 
 # --------------------------------------------------------------------------------- chat
 
@@ -154,6 +155,8 @@ async def chat_completions(gateway: Gateway, request: Request, body: bytes) -> R
         )
         for k in totals:
             totals[k] += (out["tokens_used"] or {}).get(k, 0)
+    # the n runs share the request's state: the ledger and metrics get all choices' tokens
+    state_of(request.scope).tokens = dict(totals)
     return Response(
         orjson.dumps(
             {

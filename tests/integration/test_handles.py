@@ -128,3 +128,14 @@ def test_a_full_queue_is_a_fast_503_with_retry_after(slow):
     assert len(refused) >= 3 and all(t < 1.5 for _, t in refused), results
     exc = refused[0][0]
     assert status_of(exc)[0] == 503 and error_headers(exc)["Retry-After"] == "1"
+
+
+def test_only_a_memory_kill_counts_as_one():
+    from router.handles import died_of_memory
+
+    crash = (
+        "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+        "Worker exit detail: ... (1) the process was killed by the OOM killer due to high memory"
+    )
+    oom = "The actor is dead. Worker exit type: NODE_OUT_OF_MEMORY Worker exit detail: ..."
+    assert not died_of_memory(RuntimeError(crash)) and died_of_memory(RuntimeError(oom))
