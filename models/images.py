@@ -81,7 +81,7 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000):
         ) from None
     except UnidentifiedImageError:
         raise InvalidRequest(
-            "The data is not an image format the server reads; send JPEG, PNG, WebP, GIF, BMP or TIFF.",
+            "The data is not an image format the server reads; send JPEG, PNG, WebP, GIF, BMP or TIFF."
         ) from None
     except (
         OSError,

@@ -27,10 +27,7 @@ import numpy as np
 
 from models.files import sha256_file
 from rawinfer.contract.errors import InferenceFailed, InvalidRequest, Unavailable
-from rawinfer.contract.transcription import (
-    TranscriptionParams,
-    parse_transcription_params,
-)  # noqa: F401
+from rawinfer.contract.transcription import TranscriptionParams, parse_transcription_params  # noqa: F401
 
 SAMPLING_RATE = 16000
 

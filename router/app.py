@@ -23,9 +23,10 @@ from rawinfer.contract.errors import InvalidRequest, RawInferError, Unavailable
 from rawinfer.core.catalog import Catalog
 from rawinfer.core.settings import Settings
 from rawinfer.tenancy import admin
-from rawinfer.tenancy.ledger import UsageLedger, usage_row
+from rawinfer.tenancy.ledger import UsageLedger
 from rawinfer.tenancy.limits import LocalLimiter
 from rawinfer.tenancy.store import Store
+from rawinfer.tenancy.usage import usage_row
 from router import admin_routes, openai_audio, openai_chat
 from router import openai_compat as oai
 from router.errors import error_response, for_status
@@ -148,13 +149,7 @@ class Ingress:
             else None
         )
         self.gateway = Gateway(
-            self.settings,
-            cat,
-            callers,
-            store,
-            providers_ready,
-            limiter,
-            self.cache_call,
+            self.settings, cat, callers, store, providers_ready, limiter, self.cache_call
         )
 
     def _record_usage(self, route: str, status: int, seconds: float, state: RequestState) -> None:

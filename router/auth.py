@@ -20,14 +20,9 @@ from rawinfer.contract.errors import (
     Unauthenticated,
     Unavailable,
 )
-from rawinfer.tenancy.store import (
-    NAMESPACE_ID_RE,
-    NAMESPACE_NAME_RE,
-    KeyInfo,
-    NamespaceInfo,
-    Store,
-    hash_key,
-)
+from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo
+from rawinfer.tenancy.store import Store
+from rawinfer.tenancy.tables import NAMESPACE_ID_RE, NAMESPACE_NAME_RE, hash_key
 
 T = TypeVar("T")
 STORE_THREADS = 4  # key and namespace lookups' own threads (docs/security.md)

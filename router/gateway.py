@@ -29,8 +29,9 @@ from rawinfer.contract.errors import (
 )
 from rawinfer.core.catalog import Catalog
 from rawinfer.core.settings import Settings
+from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo
 from rawinfer.tenancy.limits import LocalLimiter, subjects_for
-from rawinfer.tenancy.store import KeyInfo, NamespaceInfo, Store
+from rawinfer.tenancy.store import Store
 from router import plugins
 from router.auth import Authenticator
 from router.errors import invalid

@@ -50,10 +50,7 @@ def handle_backend(
             log.exception("backend %s: replica lost (attempt %d)", name, attempt + 1)
             raise Unavailable(message) from None
         log.warning(
-            "backend %s: replica lost mid-request, retrying (%d/%d)",
-            name,
-            attempt + 1,
-            retries,
+            "backend %s: replica lost mid-request, retrying (%d/%d)", name, attempt + 1, retries
         )
         if on_retry:
             on_retry(name)

@@ -11,10 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.responses import PlainTextResponse, Response
 
-from rawinfer.contract.errors import (
-    InvalidRequest,
-    PayloadTooLarge,
-)
+from rawinfer.contract.errors import InvalidRequest, PayloadTooLarge
 from router.gateway import Gateway
 from router.http import read_body
 from router.openai_compat import run

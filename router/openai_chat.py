@@ -12,11 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from rawinfer.contract.base import MAX_MESSAGES
-from rawinfer.contract.errors import (
-    OPENAI_TYPES,
-    InvalidRequest,
-    RawInferError,
-)
+from rawinfer.contract.errors import OPENAI_TYPES, InvalidRequest, RawInferError
 from router.errors import status_of
 from router.gateway import Gateway, Prepared, parse_json
 from router.openai_compat import body_of, run, usage

@@ -18,12 +18,7 @@ from starlette.responses import Response
 
 from rawinfer.contract import InferenceRequest
 from rawinfer.contract.base import MAX_TEXTS
-from rawinfer.contract.errors import (
-    OPENAI_TYPES,
-    InferenceFailed,
-    InvalidRequest,
-    RawInferError,
-)
+from rawinfer.contract.errors import OPENAI_TYPES, InferenceFailed, InvalidRequest, RawInferError
 from router.errors import error_headers, invalid, status_of
 from router.gateway import Gateway, Prepared, parse_json
 from router.resolution import addressing_for_model

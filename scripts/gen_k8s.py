@@ -98,7 +98,7 @@ def _env() -> list[dict[str, Any]]:
         {
             "name": "RAWINFER_DATABASE_URL",
             "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url"}},
-        },
+        }
     ]
     for provider, key in PROVIDER_KEYS.items():
         env.append(

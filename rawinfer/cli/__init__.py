@@ -17,7 +17,9 @@ from rawinfer.cli import plugins as plugins_cli
 from rawinfer.contract.errors import RawInferError
 from rawinfer.core.settings import REPO_ROOT, Settings
 from rawinfer.tenancy import admin
-from rawinfer.tenancy.store import GROUP_BY, UNSET, Store
+from rawinfer.tenancy.store import Store
+from rawinfer.tenancy.tables import UNSET
+from rawinfer.tenancy.usage import GROUP_BY
 
 
 def _store(args) -> Store:

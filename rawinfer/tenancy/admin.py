@@ -18,7 +18,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rawinfer.contract.errors import Forbidden, InvalidRequest, NotFound
-from rawinfer.tenancy.store import GROUP_BY, KeyInfo, NamespaceInfo, OrgInfo, Store, utc
+from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo, OrgInfo
+from rawinfer.tenancy.store import Store
+from rawinfer.tenancy.tables import utc
+from rawinfer.tenancy.usage import GROUP_BY
 
 Limit = int | None
 

@@ -14,230 +14,33 @@ N > 0 = N per minute. Every datetime is stored in UTC.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
-import secrets
-import string
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    create_engine,
-    func,
-    select,
-)
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-KEY_PREFIX = "sk_"
-KEY_RE = re.compile(r"^sk_[A-Za-z0-9_-]{32,128}$")
-LOOKUP_LEN = 8  # characters after the prefix kept in clear to find the row
-NAMESPACE_ID_RE = re.compile(r"^ns_[A-Za-z0-9]{12,64}$")
-NAMESPACE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-ORG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-GROUP_BY = ("key", "target", "task", "status", "day")
-UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "leave as it is"
-_ALNUM = string.ascii_lowercase + string.digits
-_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def utc(dt: datetime | None) -> datetime | None:
-    """Aware UTC; a naive datetime is taken as UTC."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
-def _new_id(prefix: str, n: int = 16) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(n))
-
-
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def new_key_secret() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Organization(Base):
-    __tablename__ = "organizations"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-
-
-class Namespace(Base):
-    __tablename__ = "namespaces"
-    id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63), unique=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), default="")
-    lookup: Mapped[str] = mapped_column(String(LOOKUP_LEN), index=True)
-    secret_hash: Mapped[str] = mapped_column(String(64))
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
-    namespaces: Mapped[list | None] = mapped_column(
-        JSON, nullable=True
-    )  # None: every namespace of the org
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    targets: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every target
-    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-
-class UsageRecord(Base):
-    """One served (or refused) request. `id` is made by the ledger, so a re-sent row is ignored."""
-
-    __tablename__ = "usage_records"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    request_id: Mapped[str] = mapped_column(String(128), default="")
-    org_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    namespace_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    target: Mapped[str] = mapped_column(String(300), default="")
-    backend: Mapped[str] = mapped_column(String(128), default="")
-    task: Mapped[str] = mapped_column(String(32), default="")
-    status: Mapped[int] = mapped_column(Integer, default=200)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    media_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
-    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    __table_args__ = (
-        Index("ix_usage_namespace_time", "namespace_id", "created_at"),
-        Index("ix_usage_key_time", "key_id", "created_at"),
-        Index("ix_usage_time", "created_at"),
-    )
-
-
-USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)
-USAGE_DEFAULTS: dict[str, Any] = {
-    "id": None,
-    "created_at": None,
-    "request_id": "",
-    "org_id": None,
-    "key_id": None,
-    "namespace_id": None,
-    "target": "",
-    "backend": "",
-    "task": "",
-    "status": 200,
-    "prompt_tokens": 0,
-    "completion_tokens": 0,
-    "audio_seconds": 0.0,
-    "media_bytes": 0,
-    "cache_hit": False,
-    "latency_ms": 0.0,
-}
-
-
-def _target_matches(pattern: str, names: Iterable[str]) -> bool:
-    if pattern.endswith("*"):
-        return any(n.startswith(pattern[:-1]) for n in names)
-    return pattern in names
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """A key as the ingress sees it (never the secret)."""
-
-    id: str
-    name: str
-    org_id: str
-    namespaces: tuple[str, ...] | None
-    is_admin: bool
-    revoked: bool
-    expires_at: datetime | None
-    targets: tuple[str, ...] | None = None  # None: every target
-    rpm: int | None = None  # None: the configured default; 0: unlimited
-    tpm: int | None = None
-
-    def active(self, now: datetime | None = None) -> bool:
-        if self.revoked:
-            return False
-        if self.expires_at is None:
-            return True
-        return utc(self.expires_at) > (now or _now())
-
-    def may_use(self, ns: "NamespaceInfo") -> bool:
-        return ns.org_id == self.org_id and (self.namespaces is None or ns.id in self.namespaces)
-
-    def may_target(self, address: str, backend: str, inference_name: str | None = None) -> bool:
-        """Whether the key may call a target, named by how the client addressed it
-        (`local/all-minilm-l6-v2`, an inference name, a feature URI), its backend, or its inference
-        name. A pattern ending in `*` matches by prefix (`openai/*`)."""
-        if self.targets is None:
-            return True
-        names = [n for n in (address, backend, inference_name) if n]
-        return any(_target_matches(p, names) for p in self.targets)
-
-
-@dataclass(frozen=True)
-class NamespaceInfo:
-    id: str
-    name: str
-    org_id: str
-    rpm: int | None = None
-    tpm: int | None = None
-
-
-@dataclass(frozen=True)
-class OrgInfo:
-    id: str
-    name: str
-    created_at: datetime | None = None
-
-
-def _key_info(k: ApiKey) -> KeyInfo:
-    return KeyInfo(
-        k.id,
-        k.name,
-        k.org_id,
-        tuple(k.namespaces) if k.namespaces is not None else None,
-        k.is_admin,
-        k.revoked_at is not None,
-        utc(k.expires_at),
-        tuple(k.targets) if k.targets is not None else None,
-        k.rpm,
-        k.tpm,
-    )
-
-
-def _ns_info(n: Namespace) -> NamespaceInfo:
-    return NamespaceInfo(n.id, n.name, n.org_id, n.rpm, n.tpm)
+from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo, OrgInfo, _key_info, _ns_info
+from rawinfer.tenancy.tables import (
+    _DUMMY_HASH,
+    KEY_RE,
+    LOOKUP_LEN,
+    NAMESPACE_ID_RE,
+    NAMESPACE_NAME_RE,
+    ORG_NAME_RE,
+    UNSET,
+    ApiKey,
+    Namespace,
+    Organization,
+    _new_id,
+    _now,
+    hash_key,
+    new_key_secret,
+    utc,
+)
 
 
 def _check_limit(name: str, value: Any) -> None:
@@ -511,7 +314,7 @@ class Store:
         """Inserts usage rows in one transaction; a row whose `id` is already stored is skipped
         (so a batch may be re-sent after a failure). Unknown fields are ignored, missing ones take
         their defaults. Returns how many rows were new. (SQL in rawinfer/tenancy/ledger.py.)"""
-        from rawinfer.tenancy.ledger import insert_usage
+        from rawinfer.tenancy.usage import insert_usage
 
         return insert_usage(self.engine, rows)
 
@@ -528,6 +331,6 @@ class Store:
         (`group_by` in key, target, task, status, day (UTC); None: one row of totals): requests,
         prompt/completion/total tokens, audio seconds, media bytes, cache hits, errors (status >=
         400), mean latency. (SQL in rawinfer/tenancy/ledger.py.)"""
-        from rawinfer.tenancy.ledger import summarize_usage
+        from rawinfer.tenancy.usage import summarize_usage
 
         return summarize_usage(self.engine, namespace_id, start, end, group_by, key_id=key_id)

@@ -9,7 +9,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from rawinfer.contract import errors as E
-from rawinfer.tenancy.store import KEY_RE, NAMESPACE_ID_RE, Store, hash_key
+from rawinfer.tenancy.store import Store
+from rawinfer.tenancy.tables import KEY_RE, NAMESPACE_ID_RE, hash_key
 from router.errors import STATUS, error_body, for_status, invalid
 
 EXPECTED = {

@@ -14,8 +14,9 @@ import orjson
 from sqlalchemy import text
 from tenancy_db import REPO, db_url, postgres_databases, postgres_outage, store  # noqa: F401  (fixtures)
 
-from rawinfer.tenancy.ledger import UsageLedger, usage_row
+from rawinfer.tenancy.ledger import UsageLedger
 from rawinfer.tenancy.store import Store
+from rawinfer.tenancy.usage import usage_row
 
 
 def counts(store: Store) -> tuple[int, int, int]:
@@ -196,7 +197,8 @@ def test_a_live_writers_spool_is_not_taken_until_it_closes(store, tmp_path):
 
 KILLED = """
 import asyncio, os, sys
-from rawinfer.tenancy.ledger import UsageLedger, usage_row
+from rawinfer.tenancy.ledger import UsageLedger
+from rawinfer.tenancy.usage import usage_row
 from rawinfer.tenancy.store import Store
 
 async def main():

@@ -12,6 +12,7 @@ import pytest
 
 from rawinfer.contract.errors import RateLimited
 from rawinfer.core.settings import LimitSettings
+from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo
 from rawinfer.tenancy.limits import (
     REQUESTS,
     TOKENS,
@@ -22,7 +23,6 @@ from rawinfer.tenancy.limits import (
     effective,
     subjects_for,
 )
-from rawinfer.tenancy.store import KeyInfo, NamespaceInfo
 
 
 class Clock:

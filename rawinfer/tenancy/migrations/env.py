@@ -7,7 +7,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from rawinfer.tenancy.store import Base
+from rawinfer.tenancy.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
