@@ -41,8 +41,10 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rawinfer.contract.errors import error_type
+from rawinfer.core.settings import DEV_NAMESPACE, Settings
 
 DEFAULT_KEY_ENV = "RAWINFER_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -516,8 +518,27 @@ def _start_ray(address: str | None, num_cpus: int) -> bool:
     return True
 
 
+def _development_key(args: argparse.Namespace) -> str:
+    """Beside `make run` (the service on this machine, the key variable unset): the development
+    key that `make run` created, said on stderr. Anywhere else the key comes from the variable."""
+    host = (urlsplit(args.url).hostname or "").lower()
+    path = Settings().dev_key_file
+    if host not in ("127.0.0.1", "localhost", "::1") or not path.is_file():
+        return ""
+    key = path.read_text().strip()
+    if key:
+        if not args.namespace:
+            args.namespace = DEV_NAMESPACE
+        print(
+            f"rawinfer batch: {args.api_key_env} is not set; using the development key from "
+            f"{path} (made by `make run`) and namespace {args.namespace}",
+            file=sys.stderr,
+        )
+    return key
+
+
 def run(args: argparse.Namespace) -> int:
-    key = os.environ.get(args.api_key_env, "").strip()
+    key = os.environ.get(args.api_key_env, "").strip() or _development_key(args)
     if not key:
         raise BatchError(
             f"set {args.api_key_env} to the API key (the key is read from the environment only; "

@@ -20,6 +20,8 @@ import os
 import sys
 from typing import Any
 
+from rawinfer.cli.common import _store, _table
+
 
 def _ray_call(args, request: dict[str, Any]) -> dict[str, Any]:
     import ray
@@ -58,7 +60,6 @@ def _http_call(args, method: str) -> dict[str, Any]:
 
 
 def _namespace_id(args) -> str | None:
-    from rawinfer.cli import _store
 
     if not args.namespace:
         return None
@@ -90,7 +91,6 @@ def stats(args) -> None:
         f"entries {out['entries']} (all namespaces: {out['total_entries']} of {out['max_entries']}; "
         f"evicted so far: {out['evicted']})"
     )
-    from rawinfer.cli import _table
 
     _table([{k: v for k, v in p.items() if k != "namespace"} for p in out["partitions"]])
 

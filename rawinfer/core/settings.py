@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEV_NAMESPACE = "dev"  # the namespace of the development key `make run` creates
 
 
 class LimitSettings(BaseModel):
@@ -142,6 +143,11 @@ class Settings(BaseSettings):
         description="where one-time model preparation writes (joined whisper, converted GGUF) "
         "and the "
         "semantic cache's snapshot",
+    )
+    dev_key_file: Path = Field(
+        default_factory=lambda: REPO_ROOT / ".rawinfer" / "dev-key",
+        description="the development key `make run` creates (rawinfer dev-init); `rawinfer batch` "
+        "uses it against a local service when no key variable is set",
     )
     request_timeout_s: float = Field(60.0, gt=0)
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
