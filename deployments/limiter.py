@@ -10,7 +10,8 @@ from typing import Any
 
 from ray import serve
 
-from rawinfer.tenancy.limits import SharedCall, SharedLimiter
+from rawinfer.tenancy.limits import SharedCall
+from rawinfer.tenancy.shared_limiter import SharedLimiter
 
 
 @serve.deployment(

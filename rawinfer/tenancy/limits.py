@@ -1,35 +1,6 @@
-"""Rate limits per key and per namespace (requests and tokens per minute), Ray-free.
-
-Model: fixed windows of `window_s` (60) seconds per subject (a subject is one limit: `key:<id>:rpm`,
-`ns:<id>:tpm`, ...), each subject's windows shifted by a stable per-subject phase so that not
-every counter resets at the same instant. Two pieces:
-
-- `SharedLimiter` holds the authoritative counters (one per subject: the current window and the
-  units used in it). It runs once, as a Serve deployment (deployments/limiter.py), and is the
-  only clock that defines windows. `acquire(subject, cost, now)` is the plain check-and-take;
-  `lease(subject, n)` hands out up to n units of the current window at once; `give_back` returns
-  unspent units; `debit` charges tokens after the fact. `handle(dict) -> dict` is the plain-data
-  entry the deployment exposes.
-- `LocalLimiter`, one per ingress replica, spends leased units locally (no round trip for most
-  requests) and asks the shared limiter for more when its balance is out. Leases are sized from
-  the local demand (at most `lease_fraction` of the limit, and at most half of what is left so
-  the last units are spread over replicas), units idle for `idle_return_s` are given back, and a
-  lease is void once its window ends (its expiry is measured from when the lease was *asked for*,
-  so a replica always stops using a window's units no later than the shared limiter ends it).
-
-Guarantees, per subject and per window, while the shared limiter is reachable:
-- requests: at most `rpm` requests are admitted in a window, across all replicas: 0 over the
-  limit (every admission spends one unit the shared counter handed out for that window, and it
-  hands out at most `rpm`). As with any per-minute window (or a token bucket of one minute's
-  burst), a client can see up to 2 x rpm in a 60 s span that straddles two windows.
-- tokens: a request is admitted while the token budget is > 0 and its actual tokens are charged
-  when it finishes (`LocalLimiter.settle`). The tokens charged to a window exceed `tpm` by at most
-  the tokens of the requests that were admitted and still in flight when the budget ran out, so
-  by at most (requests in flight) x (largest request). Tokens count in the window that admitted
-  the request; a request that finishes after its window ended charges nothing more.
-If the shared limiter cannot be reached, `fail_open` (default) admits and logs; restarting it
-resets the counters (at most one extra window's worth).
-"""
+"""Rate limits per key and per namespace (requests and tokens per minute), Ray-free: subjects,
+windows, grants, the headers, and the `LocalLimiter` each ingress replica spends leases with.
+The model and its guarantees: docs/notes/tenancy.md."""
 
 from __future__ import annotations
 
@@ -99,98 +70,6 @@ class Grant:
     reset_s: float  # seconds until the window ends
     retry_after_s: float  # 0 when allowed
     window: int = 0
-
-
-class SharedLimiter:
-    """The authoritative per-subject window counters (single-threaded: one event loop)."""
-
-    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.time):
-        # wall-clock windows: a restarted limiter keeps the same boundaries (its counts restart)
-        self.window_s, self.clock = window_s, clock
-        self._slots: dict[str, list[int]] = {}  # name -> [window, used]
-        self._last_prune = 0.0
-
-    def _window(self, name: str, now: float) -> tuple[int, float]:
-        return window_of(name, now, self.window_s)
-
-    def _slot(self, name: str, now: float) -> tuple[list[int], float]:
-        w, reset = self._window(name, now)
-        slot = self._slots.get(name)
-        if slot is None or slot[0] != w:
-            slot = self._slots[name] = [w, 0]
-        if now - self._last_prune > self.window_s:
-            self._prune(now)
-        return slot, reset
-
-    def _prune(self, now: float) -> None:
-        self._last_prune = now
-        for name in [n for n, s in self._slots.items() if s[0] != self._window(n, now)[0]]:
-            del self._slots[name]
-
-    def acquire(self, subject: Subject, cost: int = 1, now: float | None = None) -> Grant:
-        """Takes `cost` units if that many are left (cost 0: admit while anything is left)."""
-        slot, reset = self._slot(subject.name, self.clock() if now is None else now)
-        left = subject.limit - slot[1]
-        if left > 0 and left >= cost:
-            slot[1] += cost
-            return Grant(True, subject.limit, subject.limit - slot[1], reset, 0.0, slot[0])
-        return Grant(False, subject.limit, max(left, 0), reset, reset, slot[0])
-
-    def lease(self, subject: Subject, n: int, now: float | None = None) -> tuple[int, Grant]:
-        """Up to n units now (at most half of what is left, at least 1 while any is left)."""
-        slot, reset = self._slot(subject.name, self.clock() if now is None else now)
-        left = subject.limit - slot[1]
-        granted = 0 if left <= 0 else min(max(n, 1), max(1, left // 2))
-        slot[1] += granted
-        rest = max(subject.limit - slot[1], 0)
-        return granted, Grant(
-            granted > 0, subject.limit, rest, reset, 0.0 if granted else reset, slot[0]
-        )
-
-    def give_back(self, name: str, window: int, n: int, now: float | None = None) -> None:
-        slot = self._slots.get(name)
-        if slot is not None and slot[0] == window and n > 0:
-            slot[1] = max(0, slot[1] - n)
-
-    def debit(self, name: str, window: int, amount: int, now: float | None = None) -> None:
-        """Charges tokens used after admission to `window` (dropped if that window is over)."""
-        now = self.clock() if now is None else now
-        slot = self._slots.get(name)
-        if slot is not None and slot[0] == window == self._window(name, now)[0] and amount > 0:
-            slot[1] += amount
-
-    def used(self, name: str) -> int:
-        slot = self._slots.get(name)
-        return slot[1] if slot else 0
-
-    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Plain data in and out: what the Serve deployment (and LocalLimiter) speak."""
-        op = req["op"]
-        if op == "batch":
-            return {"results": [self.handle(r) for r in req["ops"]]}
-        if op in ("lease", "acquire"):
-            sub = Subject(**req["subject"])
-            if op == "lease":
-                granted, g = self.lease(sub, int(req["n"]))
-            else:
-                g = self.acquire(sub, int(req.get("cost", 1)))
-                granted = int(req.get("cost", 1)) if g.allowed else 0
-            return {
-                "granted": granted,
-                "allowed": g.allowed,
-                "limit": g.limit,
-                "remaining": g.remaining,
-                "reset_s": g.reset_s,
-                "retry_after_s": g.retry_after_s,
-                "window": g.window,
-            }
-        if op == "give_back":
-            self.give_back(req["name"], int(req["window"]), int(req["n"]))
-        elif op == "debit":
-            self.debit(req["name"], int(req["window"]), int(req["amount"]))
-        else:
-            raise ValueError(f"unknown limiter op {op!r}")
-        return {"ok": True}
 
 
 @dataclass

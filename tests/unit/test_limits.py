@@ -17,12 +17,12 @@ from rawinfer.tenancy.limits import (
     REQUESTS,
     TOKENS,
     LocalLimiter,
-    SharedLimiter,
     Subject,
     denial_headers,
     effective,
     subjects_for,
 )
+from rawinfer.tenancy.shared_limiter import SharedLimiter
 
 
 class Clock:
