@@ -32,6 +32,9 @@ class LimitSettings(BaseModel):
     idle_return_s: float = Field(
         1.0, gt=0, description="unspent leased units idle this long go back"
     )
+    call_timeout_s: float = Field(
+        1.0, gt=0, description="longest wait for the shared limiter; then fail_open decides"
+    )
     deny_cache_s: float = Field(0.2, ge=0, description="a denial is reused locally this long")
     fail_open: bool = True
 

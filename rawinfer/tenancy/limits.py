@@ -150,11 +150,13 @@ class LocalLimiter:
         idle_return_s: float = 1.0,
         deny_cache_s: float = 0.2,
         fail_open: bool = True,
+        call_timeout_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.shared, self.clock = shared, clock
         self.lease_fraction, self.idle_return_s = lease_fraction, idle_return_s
         self.deny_cache_s, self.fail_open = deny_cache_s, fail_open
+        self.call_timeout_s = call_timeout_s
         self._state: dict[str, _Local] = {}
         self._task: asyncio.Task | None = None
 
@@ -166,6 +168,7 @@ class LocalLimiter:
             idle_return_s=s.idle_return_s,
             deny_cache_s=s.deny_cache_s,
             fail_open=s.fail_open,
+            call_timeout_s=s.call_timeout_s,
             **kw,
         )
 
@@ -211,7 +214,7 @@ class LocalLimiter:
             cap = max(1, int(sub.limit * self.lease_fraction))
             want = min(cap, max(need, math.ceil(st.rate * self.idle_return_s) + need))
             try:
-                r = await self.shared({"op": "lease", "subject": sub.wire(), "n": want})
+                r = await self._call({"op": "lease", "subject": sub.wire(), "n": want})
             except Exception:
                 if not self.fail_open:
                     raise
@@ -231,10 +234,17 @@ class LocalLimiter:
             st.denied_until = now + min(self.deny_cache_s, r["reset_s"])
             return None
 
+    async def _call(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One call to the shared limiter, bounded: a restarting limiter is a TimeoutError here
+        (fail_open then decides), never a request that hangs."""
+        return await asyncio.wait_for(self.shared(req), self.call_timeout_s)
+
     async def acquire(self, subjects: list[Subject]) -> Admission:
         """Admits a request against every subject or raises RateLimited (nothing taken then).
         Request subjects take one unit; token subjects need a balance > 0 and are charged later
         by `settle`."""
+        if self._task is None:  # idle leases go back even if no one called start()
+            self.start()
         adm = Admission()
         taken: list[tuple[Subject, int]] = []
         for sub in sorted(subjects, key=lambda s: s.name):
@@ -296,7 +306,7 @@ class LocalLimiter:
 
     async def _send(self, req: dict[str, Any]) -> None:
         try:
-            await self.shared(req)
+            await self._call(req)
         except Exception:
             log.warning(
                 "shared rate limiter unreachable (%s dropped)", req.get("op"), exc_info=True
