@@ -156,7 +156,7 @@ def http_ttft(url: str, headers: dict, reps: int = 5) -> float:
 
 
 def main() -> None:
-    from models.chat import prepare_packaged_smollm2
+    from models.smollm2 import prepare_packaged_smollm2
     from rawinfer.core.settings import Settings
 
     print(f"# bench/chat.py on {machine()}")
@@ -170,12 +170,14 @@ def main() -> None:
     finally:
         stop_service()
     print(
-        f"{len(PROMPTS)} prompts x {NEW_TOKENS} new tokens, greedy, SmolLM2-135M-Instruct (float32, CPU)"
+        f"{len(PROMPTS)} prompts x {NEW_TOKENS} new tokens, greedy, SmolLM2-135M-Instruct "
+        f"(float32, CPU)"
     )
     print(f"HF generate, one at a time:     {hf_rate:8.1f} tok/s   TTFT {hf_ttft * 1000:7.1f} ms")
     print(f"vLLM offline LLM.chat (batch):  {vllm_rate:8.1f} tok/s")
     print(
-        f"HTTP, 16 concurrent requests:   {http_rate:8.1f} tok/s   TTFT (stream) {ttft * 1000:7.1f} ms"
+        f"HTTP, 16 concurrent requests:   {http_rate:8.1f} tok/s   TTFT (stream) "
+        f"{ttft * 1000:7.1f} ms"
     )
     print(f"HTTP / offline vLLM = {http_rate / vllm_rate:.2f}  (target >= 0.8)")
     print(f"HTTP / sequential HF = {http_rate / hf_rate:.2f}  (target >= 5)")

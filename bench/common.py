@@ -101,6 +101,7 @@ def summary(values_ms: list[float]) -> str:
 
 def machine() -> str:
     return (
-        f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+        f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.machine()}, Python "
+        f"{platform.python_version()}, "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     )

@@ -36,7 +36,8 @@ def make_texts(n: int) -> list[str]:
         "cooking pasta",
     ]
     return [
-        f"text {i}: a sentence about {topics[i % len(topics)]} with some words, number {i * 37 % 1000}"
+        f"text {i}: a sentence about {topics[i % len(topics)]} with some words, number "
+        f"{i * 37 % 1000}"
         for i in range(n)
     ]
 
@@ -146,17 +147,20 @@ def main() -> None:
     b50, h50 = statistics.median(bare_lat), statistics.median(lat["single"])
     print(f"(a) bare encode, batch 64:                 {bare_rate:8.1f} texts/s")
     print(
-        f"(b) HTTP, {args.chunk} texts/request x{args.concurrency} clients:    {chunked:8.1f} texts/s   ratio (b)/(a) = {chunked / bare_rate:.2f}  (target >= 0.9)"
+        f"(b) HTTP, {args.chunk} texts/request x{args.concurrency} clients:    {chunked:8.1f} "
+        f"texts/s   ratio (b)/(a) = {chunked / bare_rate:.2f}  (target >= 0.9)"
     )
     print(
-        f"(b') HTTP, 1 text/request x{args.concurrency * 4} clients:     {single:8.1f} texts/s   ratio = {single / bare_rate:.2f}"
+        f"(b') HTTP, 1 text/request x{args.concurrency * 4} clients:     {single:8.1f} texts/s   "
+        f"ratio = {single / bare_rate:.2f}"
     )
     print(f"bare single-text encode:   {summary(bare_lat)}")
     print(f"HTTP single-text request:  {summary(lat['single'])}")
     print(f"gateway overhead p50 (HTTP single - bare single): {h50 - b50:.2f} ms  (target <= 4 ms)")
     print(f"GET /healthz (proxy -> ingress, no work): {summary(lat['healthz'])}")
     print(
-        f"ingress path without backend (auth, parse, resolve, validate -> 400): {summary(lat['refused'])}"
+        f"ingress path without backend (auth, parse, resolve, validate -> 400): "
+        f"{summary(lat['refused'])}"
     )
 
 

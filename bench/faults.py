@@ -168,9 +168,11 @@ async def scenario_replica(url: str, headers: dict, rate: float, kill: int = 1) 
         "latency_after_recovery": lat_summary([r for r in rows if r[0] > kill_at + recovery]),
     }
     print(
-        f"replica: killed {out['replicas_killed']} of {len(actors)} text_embedding replica(s) at {kill_at:.1f} s of a "
+        f"replica: killed {out['replicas_killed']} of {len(actors)} text_embedding replica(s) at "
+        f"{kill_at:.1f} s of a "
         f"{rate:g} req/s, Serve had a replacement running after {out['replaced_after_s']} s; "
-        f"{duration:g} s load: {out['failed']}/{out['requests']} failed ({out['failed_pct']} %, target <= 1 %), "
+        f"{duration:g} s load: {out['failed']}/{out['requests']} failed ({out['failed_pct']} %, "
+        f"target <= 1 %), "
         f"recovered in {out['recovery_s']} s (target <= 30 s); statuses {out['statuses']}; "
         f"before {out['latency_before']}; after {out['latency_after_recovery']}"
     )
@@ -208,7 +210,8 @@ async def scenario_provider(url: str, headers: dict, fakes, deadline_s: float) -
     }
     print(
         f"provider: 8 requests to a hanging provider got {out['hung_statuses']} "
-        f"({results[0][2]}) after {out['hung_seconds']} s (deadline {deadline_s:g} s); embeddings meanwhile: "
+        f"({results[0][2]}) after {out['hung_seconds']} s (deadline {deadline_s:g} s); embeddings "
+        f"meanwhile: "
         f"{out['others_failed']} failed, {out['others']} (alone: {out['baseline']})"
     )
     return out
@@ -224,8 +227,10 @@ async def scenario_slowclient(url: str, headers: dict, n: int = 64, seconds: flo
 
     def trickle():
         head = (
-            f"POST /v1/inference HTTP/1.1\r\nHost: {u.hostname}\r\nAuthorization: {headers['Authorization']}\r\n"
-            f"X-Namespace: {headers['X-Namespace']}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+            f"POST /v1/inference HTTP/1.1\r\nHost: {u.hostname}\r\nAuthorization: "
+            f"{headers['Authorization']}\r\n"
+            f"X-Namespace: {headers['X-Namespace']}\r\nContent-Type: "
+            f"application/json\r\nContent-Length: 100000\r\n\r\n"
         )
         for _ in range(n):
             s = socket.create_connection((u.hostname, u.port))
@@ -255,7 +260,8 @@ async def scenario_slowclient(url: str, headers: dict, n: int = 64, seconds: flo
         "baseline": lat_summary(baseline),
     }
     print(
-        f"slowclient: {n} clients trickling bodies at 1 B/s; normal requests meanwhile: {out['failed']} failed, "
+        f"slowclient: {n} clients trickling bodies at 1 B/s; normal requests meanwhile: "
+        f"{out['failed']} failed, "
         f"{out['during']} (alone: {out['baseline']})"
     )
     return out
@@ -327,8 +333,10 @@ async def scenario_database(
         "unlocked_after_s": round(unlocked, 1),
     }
     print(
-        f"database: SQLite locked for {lock_s:g} s under 5 req/s: statuses {statuses}, unknown keys got "
-        f"{out['unknown_key_statuses']}, GET /v1/usage got {report_status}; {served} answered 200 and {out['usage_rows_200']} usage rows with status 200 "
+        f"database: SQLite locked for {lock_s:g} s under 5 req/s: statuses {statuses}, unknown "
+        f"keys got "
+        f"{out['unknown_key_statuses']}, GET /v1/usage got {report_status}; {served} answered 200 "
+        f"and {out['usage_rows_200']} usage rows with status 200 "
         f"reached the database after the lock ({out['rows_lost']} lost); rows by status {new}"
     )
     return out
@@ -378,7 +386,8 @@ async def scenario_shutdown(url: str, headers: dict, db_path: str, key_id: str) 
         "delete_s": round(took, 1),
     }
     print(
-        f"shutdown: serve.delete with {len(tasks)} requests in flight: {ok} answered 200 ({out['statuses']}); "
+        f"shutdown: serve.delete with {len(tasks)} requests in flight: {ok} answered 200 "
+        f"({out['statuses']}); "
         f"{out['usage_rows_new']} usage rows written by the time the app was gone ({took:.1f} s)"
     )
     return out

@@ -6,7 +6,8 @@ The mixed workload picks each request's kind by weight:
 
   embed       POST /v1/inference, text embedding (one short text)
   chat        local SmolLM2, 16 tokens, a different prompt each time
-  cache       chat with enable_semantic_cache and a few repeated prompts (hits once the cache knows them)
+  cache       chat with enable_semantic_cache and a few repeated prompts (hits once the cache knows
+  them)
   transcribe  whisper-tiny.en on a 7 s recorded clip sent as base64
 
 and, with --image-rate R, a second fixed-rate stream of 224x224 PNG images (base64) to the CLIP
@@ -16,7 +17,8 @@ It reports throughput, p50/p99 latency and errors per kind, and the resident mem
 service's processes (psutil over Ray's processes) sampled over time. --soak runs 30 minutes (or
 --duration) and reports the RSS growth between the first and the last tenth (after warm-up).
 
-Run: `.venv/bin/python bench/load.py [--rate 6 --duration 60] [--image-rate 20] [--soak] [--url URL --key K --namespace NS]`
+Run: `.venv/bin/python bench/load.py [--rate 6 --duration 60] [--image-rate 20] [--soak] [--url URL
+--key K --namespace NS]`
 Without --url it starts the service itself (bench/common.py start_service, the test catalog).
 """
 
@@ -299,7 +301,8 @@ class Load:
 
 
 def bench_catalog() -> str:
-    """The test catalog (CLIP configured with the tiny test model), as tests/conftest.py builds it."""
+    """The test catalog (CLIP configured with the tiny test model), as tests/conftest.py builds
+    it."""
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import test_catalog
 

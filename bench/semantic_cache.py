@@ -178,7 +178,8 @@ def run(http: httpx.Client, headers: dict[str, str], admin_key: str, n: int) -> 
             time.sleep(0.02)  # lets the background judging of an explored request land first
         rows.append((f"vCache δ={delta:.2f}", hits / n, errors / n, delta))
     print(
-        f"# semantic cache: {n} requests, {len(gs)} groups x 4 paraphrases, {len(ENTITIES)} entities per "
+        f"# semantic cache: {n} requests, {len(gs)} groups x 4 paraphrases, {len(ENTITIES)} "
+        f"entities per "
         f"template (near misses); {machine()}"
     )
     print(f"{'policy':<16} {'hit rate':>9} {'error rate':>11}  target")
@@ -195,7 +196,8 @@ def run(http: httpx.Client, headers: dict[str, str], admin_key: str, n: int) -> 
             beats = all(hit > s[1] for s in better)
             print(
                 f"vCache δ={delta:.2f}: static thresholds with error <= δ: "
-                f"{', '.join(s[0] for s in better) or 'none'}; more hits than all of them: {'yes' if beats else 'NO'}"
+                f"{', '.join(s[0] for s in better) or 'none'}; more hits than all of them: "
+                f"{'yes' if beats else 'NO'}"
             )
     if hit_ms:
         print(

@@ -97,7 +97,8 @@ def service_rss() -> int:
 
 
 def service_cpu() -> list[tuple[float, str]]:
-    """CPU seconds each service process has used so far (at the end of start-up: what starting cost)."""
+    """CPU seconds each service process has used so far (at the end of start-up: what starting
+    cost)."""
     out = []
     for p, cmd in service_processes():
         try:
@@ -136,7 +137,8 @@ def main() -> None:
     headers = {"Authorization": f"Bearer {key}", "X-Namespace": "dev"}
 
     def probe(name: str) -> None:
-        """One probe per deployment, all at once: a deployment still loading holds its own probe only."""
+        """One probe per deployment, all at once: a deployment still loading holds its own probe
+        only."""
         while time.perf_counter() - t0 < 600:
             try:
                 if (
@@ -187,17 +189,20 @@ def main() -> None:
     for name in PROBES:
         print(f"first 200 from {name:16s} {ready.get(name, float('nan')):6.1f} s after `make run`")
     print(
-        f"all deployments answering: {max(ready.values(), default=float('nan')):.1f} s  (target <= 60 s); "
+        f"all deployments answering: {max(ready.values(), default=float('nan')):.1f} s  (target <= "
+        f"60 s); "
         f"`make run` returned after {make_run_s:.1f} s"
     )
     print(
-        f"CPU seconds spent by service processes while starting: {sum(c for c, _ in cpu):.1f} (2 cores), most:"
+        f"CPU seconds spent by service processes while starting: {sum(c for c, _ in cpu):.1f} (2 "
+        f"cores), most:"
     )
     for c, name in cpu[:14]:
         print(f"  {c:6.1f} s  {name}")
     gib = 1024**3
     print(
-        f"resident memory, idle: {idle / gib:.2f} GiB; under load (peak): {max(samples, default=0) / gib:.2f} GiB  (target <= 8 GiB)"
+        f"resident memory, idle: {idle / gib:.2f} GiB; under load (peak): "
+        f"{max(samples, default=0) / gib:.2f} GiB  (target <= 8 GiB)"
     )
 
 

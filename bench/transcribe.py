@@ -52,7 +52,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
 
-    from models.transcription import TranscriptionParams, WhisperEngine, prepare_packaged_whisper
+    from models.transcription import WhisperEngine, prepare_packaged_whisper
+    from rawinfer.contract.transcription import TranscriptionParams
     from rawinfer.core.settings import Settings
 
     print(f"# bench/transcribe.py on {machine()}")
@@ -97,10 +98,12 @@ def main() -> None:
         stop_service()
 
     print(
-        f"audio: {duration:.1f} s ({args.model}, int8, CPU); the service uses the batched path above 60 s"
+        f"audio: {duration:.1f} s ({args.model}, int8, CPU); the service uses the batched path "
+        f"above 60 s"
     )
     print(
-        f"bare faster-whisper, batched pipeline: RTF {t_batched / duration:.3f}  ({t_batched:.1f} s)"
+        f"bare faster-whisper, batched pipeline: RTF {t_batched / duration:.3f}  ({t_batched:.1f} "
+        f"s)"
     )
     print(f"bare faster-whisper, unbatched:        RTF {t_seq / duration:.3f}  ({t_seq:.1f} s)")
     print(f"HTTP POST /v1/inference (base64 wav):  RTF {t_http / duration:.3f}  ({t_http:.1f} s)")

@@ -14,7 +14,8 @@ Models: the test CLIP (`build_test_model`: tiny, random weights) and built-in op
 architectures with random weights (`pretrained=None`; no weights download), e.g. ViT-B-32.
 Throughput does not depend on the weights' values.
 
-Run: `.venv/bin/python bench/video.py [--models test,ViT-B-32] [--seconds 30 --fps 30 --size 640x360] [--http]`
+Run: `.venv/bin/python bench/video.py [--models test,ViT-B-32] [--seconds 30 --fps 30 --size
+640x360] [--http]`
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ def run(name: str, video: bytes, args, folder: Path) -> None:
     if args.http:
         a2, d = http_fps(name, video, args, folder / name, model, n, bare)
         print(
-            f"{name:>10}  with the service up: (a) bare encode {a2:8.2f} f/s   (d) HTTP video_base64 {d:8.2f} f/s   "
+            f"{name:>10}  with the service up: (a) bare encode {a2:8.2f} f/s   (d) HTTP "
+            f"video_base64 {d:8.2f} f/s   "
             f"(d)/(a) {d / a2:5.2f}   (d)/(b) {d / b:5.2f}",
             flush=True,
         )
@@ -243,8 +245,10 @@ def main() -> None:
     video = make_video(args.seconds, args.fps, width, height)
     print(machine())
     print(
-        f"video: {args.seconds:g} s, {args.fps} fps, {width}x{height} h264, {len(video) / 1e6:.1f} MB; "
-        f"one frame per {args.interval:g} s; batch {args.batch_size}; torch threads {torch.get_num_threads()}"
+        f"video: {args.seconds:g} s, {args.fps} fps, {width}x{height} h264, {len(video) / 1e6:.1f} "
+        f"MB; "
+        f"one frame per {args.interval:g} s; batch {args.batch_size}; torch threads "
+        f"{torch.get_num_threads()}"
     )
     with tempfile.TemporaryDirectory(prefix="rawinfer-bench-clip-") as tmp:
         for name in args.models.split(","):

@@ -1,9 +1,6 @@
 """Ray Serve deployments wrapping the engines in models/. REGISTRY maps a catalog backend's
-`engine` to its deployment class; the app builder binds one deployment per configured backend.
-
-The registry imports a deployment's module when its engine is first looked up, not here: every
-replica imports this package (Serve unpickles its class by module path), and each should import
-only its own engine's libraries (a provider proxy never needs torch, vLLM or PyAV)."""
+`engine` to its deployment class, imported on first look-up (each replica imports only its own
+engine's libraries); `options_model` gives the typed model of a backend's catalog `options`."""
 
 from __future__ import annotations
 
@@ -36,3 +33,21 @@ REGISTRY = _Registry(
         "transcription": "deployments.transcription:TranscriptionDeployment",
     }
 )
+
+_OPTIONS = {
+    "chat": "deployments.chat:ChatOptions",
+    "clip": "deployments.clip:ClipOptions",
+    "plugin": "deployments.plugin:PluginOptions",
+    "text_embedding": "deployments.text_embedding:TextEmbeddingOptions",
+    "transcription": "deployments.transcription:TranscriptionOptions",
+}
+
+
+def options_model(engine: str, provider: str = "local") -> Any:
+    """The pydantic model a backend's `options` must validate against (unknown keys refused)."""
+    if engine == "provider":
+        from deployments.provider import provider_options
+
+        return provider_options(provider)
+    module, _, attr = _OPTIONS[engine].partition(":")
+    return getattr(importlib.import_module(module), attr)

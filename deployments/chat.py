@@ -10,13 +10,34 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from pydantic import Field
 from ray import serve
 
-from deployments.base import guarded
-from models.chat import MARKER, ChatEngine, prepare_packaged_smollm2
+from deployments.base import EngineOptions, engine_defaults, guarded
+from models.chat import ChatEngine
+from models.smollm2 import MARKER, prepare_packaged_smollm2
 from rawinfer.contract import ChatParams
 from rawinfer.contract.errors import RawInferError, to_wire
 from rawinfer.core.catalog import resolve_model_path
+
+_ENGINE = engine_defaults(ChatEngine)
+
+
+class ChatOptions(EngineOptions):
+    max_model_len: int = Field(_ENGINE["max_model_len"], ge=1)
+    enforce_eager: bool = _ENGINE["enforce_eager"]
+    kv_cache_space_gb: float | None = Field(_ENGINE["kv_cache_space_gb"], gt=0)
+    dtype: str = _ENGINE["dtype"]
+    gpu_memory_utilization: float | None = Field(_ENGINE["gpu_memory_utilization"], gt=0, le=1)
+    tensor_parallel_size: int = Field(_ENGINE["tensor_parallel_size"], ge=1)
+    engine_args: dict[str, Any] | None = Field(
+        _ENGINE["extra_engine_args"], description="more vLLM engine arguments, passed as given"
+    )
+    max_prompts: int = Field(_ENGINE["max_prompts"], ge=1)
+    in_process: bool = _ENGINE["in_process"]
+    prepare_packaged: bool = Field(
+        False, description="convert the packaged SmolLM2 GGUF at start when `make setup` did not"
+    )
 
 
 @serve.deployment(
@@ -29,23 +50,16 @@ from rawinfer.core.catalog import resolve_model_path
 )
 class ChatDeployment:
     async def __init__(self, spec: dict[str, Any]):
-        opts = spec.get("options", {})
+        opts = ChatOptions.model_validate(spec.get("options") or {})
         path = resolve_model_path(spec["model_path"], spec["cache_dir"])
-        if opts.get("prepare_packaged") and not (Path(path) / MARKER).is_file():
+        if opts.prepare_packaged and not (Path(path) / MARKER).is_file():
             # a node where `make setup` did not run: convert the packaged GGUF once (about 80 s)
             path = str(await asyncio.to_thread(prepare_packaged_smollm2, Path(spec["cache_dir"])))
         self.engine = ChatEngine(
             path,
             served_model=spec["served_model"],
-            max_model_len=int(opts.get("max_model_len", 2048)),
-            enforce_eager=bool(opts.get("enforce_eager", True)),
-            kv_cache_space_gb=opts.get("kv_cache_space_gb", 1),
-            dtype=opts.get("dtype", "auto"),
-            gpu_memory_utilization=opts.get("gpu_memory_utilization"),
-            tensor_parallel_size=int(opts.get("tensor_parallel_size", 1)),
-            extra_engine_args=opts.get("engine_args"),
-            max_prompts=int(opts.get("max_prompts", 64)),
-            in_process=bool(opts.get("in_process", True)),
+            extra_engine_args=opts.engine_args,
+            **opts.model_dump(exclude={"engine_args", "prepare_packaged"}),
         )
         await self.engine.start()
 

@@ -1,7 +1,6 @@
 """Ray Serve deployment for multimodal embeddings with open_clip: text and images in one space.
 Concurrent requests are batched with `@serve.batch` (texts with texts, images with images);
-image and video decoding run in worker threads; a video is streamed through the model in
-batches (memory bounded by the engine). Resources come from serve_config (`num_gpus` on GPUs)."""
+image and video decoding run in worker threads. Resources come from serve_config."""
 
 from __future__ import annotations
 
@@ -9,12 +8,34 @@ import asyncio
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from ray import serve
 
-from deployments.base import guarded
+from deployments.base import BatchSettings, EngineOptions, engine_defaults, guarded
 from models.clip import ClipEngine
+from models.files import MAX_PIXELS
 from models.images import decode_image
+from rawinfer.contract import MultimodalParams
+from rawinfer.contract.errors import InvalidRequest
 from rawinfer.core.catalog import resolve_model_path
+from rawinfer.core.vectors import l2_normalize
+
+_ENGINE = engine_defaults(ClipEngine)
+BATCH = BatchSettings(max_batch_size=16, batch_wait_timeout_s=0.005)
+
+
+class ClipOptions(EngineOptions):
+    model_name: str = Field("ViT-L-14", description="the open_clip architecture of the weights")
+    model_config_path: str | None = Field(
+        None, description="an open_clip config JSON for a custom architecture (registered first)"
+    )
+    device: str = _ENGINE["device"]
+    batch_size: int = Field(_ENGINE["batch_size"], ge=1, description="images/texts per forward")
+    torch_threads: int | None = Field(_ENGINE["torch_threads"], ge=1)
+    max_pixels: int = Field(MAX_PIXELS, ge=1, description="largest decoded image")
+    interval_sec: float = Field(1.0, gt=0, description="video: seconds between sampled frames")
+    max_frames: int = Field(120, ge=1, description="video: most frames sampled")
+    max_texts: int = Field(256, ge=1, description="texts per request")
 
 
 @serve.deployment(
@@ -25,40 +46,36 @@ from rawinfer.core.catalog import resolve_model_path
 )
 class ClipDeployment:
     def __init__(self, spec: dict[str, Any]):
-        opts = spec.get("options", {})
-        config = opts.get("model_config_path")
+        opts = ClipOptions.model_validate(spec.get("options") or {})
+        config = opts.model_config_path
         self.engine = ClipEngine(
-            opts.get("model_name", "ViT-L-14"),
+            opts.model_name,
             resolve_model_path(spec["model_path"], spec["cache_dir"]),
             served_model=spec["served_model"],
-            device=opts.get("device", "cpu"),
-            batch_size=int(opts.get("batch_size", 32)),
-            torch_threads=opts.get("torch_threads"),
+            device=opts.device,
+            batch_size=opts.batch_size,
+            torch_threads=opts.torch_threads,
             model_config_path=resolve_model_path(config, spec["cache_dir"]) if config else None,
         )
         self.engine.load()
-        self.max_pixels = int(opts.get("max_pixels", 50_000_000))
-        self.interval_sec = float(opts.get("interval_sec", 1.0))
-        self.max_frames = int(opts.get("max_frames", 120))
-        self.max_texts = int(opts.get("max_texts", 256))
+        self.max_pixels = opts.max_pixels
+        self.interval_sec = opts.interval_sec
+        self.max_frames = opts.max_frames
+        self.max_texts = opts.max_texts
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        for method in (self._texts, self._images):
-            method.set_max_batch_size(int(user_config.get("max_batch_size", 16)))
-            method.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
+        BATCH.over(user_config).apply(self._texts, self._images)
 
     def _data(self, rows: np.ndarray, single: bool, normalize: bool) -> dict[str, Any]:
         if normalize:
-            rows = self.engine.normalize(rows)
+            rows = l2_normalize(rows)
         key = "embedding" if single else "embeddings"
         return {key: rows[0] if single else rows, "dimensions": int(rows.shape[1])}
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        from rawinfer.contract.errors import InvalidRequest
-
-        p, kind = request["parameters"], request["kind"]
-        normalize = p.get("normalize", True)
+        p, kind = MultimodalParams.model_validate(request["parameters"]), request["kind"]
+        normalize = p.normalize
         if kind == "text":
             texts = request["texts"]
             if len(texts) > self.max_texts:
@@ -83,8 +100,8 @@ class ClipDeployment:
                 "model": self.engine.served_model,
                 "tokens_used": None,
             }
-        interval = p.get("interval_sec") or self.interval_sec
-        max_frames = min(p.get("max_frames") or self.max_frames, self.max_frames)
+        interval = p.interval_sec or self.interval_sec
+        max_frames = min(p.max_frames or self.max_frames, self.max_frames)
         data = await asyncio.to_thread(
             self.engine.embed_video,
             request["media"],
@@ -94,7 +111,7 @@ class ClipDeployment:
         )
         return {"data": data, "model": self.engine.served_model, "tokens_used": None}
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(**BATCH.model_dump())
     async def _texts(self, batch: list[list[str]]) -> list[np.ndarray]:
         rows = await asyncio.to_thread(
             self.engine.embed_texts, [t for texts in batch for t in texts]
@@ -105,7 +122,7 @@ class ClipDeployment:
             start += len(texts)
         return out
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(**BATCH.model_dump())
     async def _images(self, batch: list) -> list[np.ndarray]:
         import torch
 

@@ -1,12 +1,6 @@
-"""One generic Serve deployment for plugins (rawinfer/plugins): the app builder binds it once per
-plugin, named by its inference name, with the manifest's resources (`ray_actor_options`) and
-batching (`user_config`: max_batch_size, batch_wait_timeout_s; serve_config.yaml may override).
-
-A plugin whose `load()` raises does not fail its replica: Serve would mark the deployment
-DEPLOY_FAILED and with it the whole application. The replica stays up, keeps the error, answers
-every call with an Unavailable (503) naming the plugin and its load error, and reports it to the
-ingress's listing (`{"op": "status"}`). A plugin raising in `infer` fails that request only.
-"""
+"""One generic Serve deployment for plugins (rawinfer/plugins), bound once per plugin with the
+manifest's resources and batching. A plugin whose `load()` raises keeps its replica up and answers
+503 with the error (docs/notes/engines.md#plugins); one raising in `infer` fails that request."""
 
 from __future__ import annotations
 
@@ -14,15 +8,30 @@ import uuid
 from typing import Any, Callable
 
 import numpy as np
+from pydantic import Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.base import guarded
+from deployments.base import EngineOptions, engine_defaults, guarded
+from models.text_embedding import TextEmbeddingEngine
 from rawinfer.contract.errors import RawInferError, from_wire, is_wire_error, to_wire
+from rawinfer.plugins.api import Batching, Resources
 from rawinfer.plugins.runner import PluginRunner
 
-EMBED_CHUNK = 256  # texts per call: the text-embedding deployment's max_texts
+# texts per call: the text-embedding engine's default max_texts
+EMBED_CHUNK = engine_defaults(TextEmbeddingEngine)["max_texts"]
 EMBED_TIMEOUT_S = 60.0
+
+
+class PluginOptions(EngineOptions):
+    """What discovery puts in a plugin backend's options (rawinfer/plugins/discovery.py)."""
+
+    plugin_dir: str | None = Field(None, description="the plugin's folder; None: an entry point")
+    resources: Resources = Field(default_factory=Resources)
+    batch: Batching = Field(default_factory=Batching)
+    description: str = ""
+    plugin_tasks: list[str] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
 
 
 def remote_embedder(handle: DeploymentHandle, label: str) -> Callable[[list[str]], np.ndarray]:
@@ -63,20 +72,22 @@ class PluginDeployment:
             if text_embedding is not None
             else None
         )
+        opts = PluginOptions.model_validate(spec.get("options") or {})
         self.runner = PluginRunner(
             spec["model_path"],
             cache_dir=spec["cache_dir"],
             embedder=embedder,
-            plugin_dir=spec.get("options", {}).get("plugin_dir"),
+            plugin_dir=opts.plugin_dir,
             label=spec["served_model"],
         )
         self.runner.load()
         self.served_model = spec["served_model"]
-        self.reconfigure(spec.get("options", {}).get("batch", {}))
+        self.reconfigure(opts.batch.model_dump())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self._batched.set_max_batch_size(int(user_config.get("max_batch_size", 8)))
-        self._batched.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.01)))
+        batch = Batching.model_validate(user_config or {})
+        self._batched.set_max_batch_size(batch.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +102,6 @@ class PluginDeployment:
             return to_wire(result)
         return {"data": result, "model": self.served_model, "tokens_used": None}
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch(**Batching().model_dump())
     async def _batched(self, batch: list[dict[str, Any]]) -> list[Any]:
         return await self.runner.run(batch)

@@ -1,12 +1,6 @@
 """A light CPU deployment proxying one cloud provider (openai, google, anthropic) through its
-adapter in models/providers (official SDKs). It holds no model: a small CPU fraction and a high
-`max_ongoing_requests`, since every request mostly waits on the network.
-
-Credentials are read here, in the replica, from Settings (`RAWINFER_PROVIDERS__<NAME>__API_KEY`,
-or `..._API_KEY_FILE` for a mounted secret): they never travel in deployment arguments, the
-Serve config or a handle call. Catalog `options` may set non-secret fields (base_url, timeout_s,
-max_retries, ...); the environment wins for credentials.
-"""
+adapter in models/providers. Credentials are read here, in the replica, from Settings: they never
+travel in deployment arguments, the Serve config or a handle (docs/notes/engines.md#providers)."""
 
 from __future__ import annotations
 
@@ -15,10 +9,17 @@ from typing import Any
 from ray import serve
 
 from deployments.base import guarded
-from models.providers import ADAPTERS
+from models.providers import ADAPTERS, ProviderSettings
 from rawinfer.core.settings import Settings
 
 DEADLINE_MARGIN_S = 0.5  # the adapter answers 504 itself just before the ingress would give up
+DEFAULT_TIMEOUT_S = 60.0  # a request that names no timeout
+
+
+def provider_options(provider: str) -> type[ProviderSettings]:
+    """The options model of a provider backend: its adapter's settings (unknown keys refused).
+    Catalog `options` may set the non-secret fields; the environment wins for credentials."""
+    return ADAPTERS[provider].settings_model
 
 
 @serve.deployment(
@@ -29,11 +30,15 @@ DEADLINE_MARGIN_S = 0.5  # the adapter answers 504 itself just before the ingres
 )
 class ProviderDeployment:
     def __init__(self, spec: dict[str, Any]):
+        """`spec`: the catalog backend; `spec["models"]`, when given, the catalog's table of
+        model -> tasks for this backend (models.providers.base.catalog_models)."""
         name = spec["provider"]
-        config = {**spec.get("options", {}), **Settings().providers.get(name, {})}
-        self.adapter = ADAPTERS[name](config)
+        config = {**(spec.get("options") or {}), **Settings().providers.get(name, {})}
+        self.adapter = ADAPTERS[name](
+            provider_options(name).model_validate(config), models=spec.get("models")
+        )
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        deadline = max(float(request.get("timeout_s") or 60.0) - DEADLINE_MARGIN_S, 0.1)
-        return await self.adapter.run(request, deadline)
+        timeout_s = float(request.get("timeout_s") or DEFAULT_TIMEOUT_S)
+        return await self.adapter.run(request, max(timeout_s - DEADLINE_MARGIN_S, 0.1))

@@ -1,12 +1,7 @@
 """The shared semantic cache as a Serve deployment: one replica (the one cache every ingress
-replica asks), a sliver of CPU, plain data in and out (rawinfer.semantic_cache.cache.SemanticCache
-holds the state and the protocol).
-
-Persistence: the cache is restored from its snapshot file at start, written again every
-`snapshot_interval_s` when it changed, and on graceful shutdown (Serve calls `__del__`).
-Metrics (Ray's metrics export, `ray_` prefix): lookups by result (hit, miss, explore),
-observations by verdict, and per partition the estimated served error rate and entry count.
-"""
+replica asks), a sliver of CPU, plain data in and out (rawinfer/cache/cache.py holds the state).
+Snapshots at start, every `snapshot_interval_s` when changed, and on shutdown; metrics with the
+`ray_` prefix (docs/notes/engines.md#semantic-cache)."""
 
 from __future__ import annotations
 
@@ -15,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from rawinfer.cache.cache import SemanticCache
@@ -23,6 +19,15 @@ from rawinfer.contract.errors import InvalidRequest, to_wire
 from rawinfer.core.settings import SemanticCacheSettings
 
 log = logging.getLogger("rawinfer.semantic_cache")
+
+
+class SemanticCacheConfig(BaseModel):
+    """What the app builder binds (router/builder.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
+    snapshot_path: Path
 
 
 class CacheMetrics:
@@ -82,8 +87,8 @@ class CacheMetrics:
 )
 class SemanticCacheDeployment:
     def __init__(self, config: dict[str, Any]):
-        self.settings = SemanticCacheSettings.model_validate(config.get("settings") or {})
-        self.path = Path(config["snapshot_path"])
+        typed = SemanticCacheConfig.model_validate(config)
+        self.settings, self.path = typed.settings, typed.snapshot_path
         self.cache = self._load()
         self.saved_version = self.cache.version
         self.metrics = CacheMetrics()
@@ -129,7 +134,8 @@ class SemanticCacheDeployment:
         self._start()
 
     async def __call__(self, req: dict[str, Any]) -> dict[str, Any]:
-        """`{"op": "lookup"|"observe"|"add"|"clear"|"stats"|"snapshot", ...}` (see SemanticCache)."""
+        """`{"op": "lookup"|"observe"|"add"|"clear"|"stats"|"snapshot", ...}` (see
+        SemanticCache)."""
         self._start()
         try:
             if req.get("op") == "snapshot":

@@ -1,20 +1,30 @@
-"""Ray Serve deployment for text embeddings: one engine per replica, concurrent requests
-batched into one forward pass with `@serve.batch`, autoscaled on ongoing requests.
-
-Resources, autoscaling and batching are defaults here and overridden per deployment in
-serve_config.yaml (Serve's own `deployments:` section; `user_config` carries batch settings).
-"""
+"""Ray Serve deployment for text embeddings: one engine per replica, concurrent requests batched
+into one forward pass with `@serve.batch`, autoscaled on ongoing requests. Resources, autoscaling
+and batching are defaults here, overridden per deployment in serve_config.yaml."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from pydantic import Field
 from ray import serve
 
-from deployments.base import guarded
+from deployments.base import BatchSettings, EngineOptions, engine_defaults, guarded
 from models.text_embedding import TextEmbeddingEngine
+from rawinfer.contract import TextEmbeddingParams
 from rawinfer.core.catalog import resolve_model_path
+
+_ENGINE = engine_defaults(TextEmbeddingEngine)
+BATCH = BatchSettings(max_batch_size=32, batch_wait_timeout_s=0.005)
+
+
+class TextEmbeddingOptions(EngineOptions):
+    device: str = _ENGINE["device"]
+    e5_prefixes: bool = Field(_ENGINE["e5_prefixes"], description="E5 query:/passage: prefixes")
+    max_texts: int = Field(_ENGINE["max_texts"], ge=1, description="texts per request")
+    encode_batch_size: int = Field(_ENGINE["encode_batch_size"], ge=1)
+    torch_threads: int | None = Field(_ENGINE["torch_threads"], ge=1)
 
 
 @serve.deployment(
@@ -25,38 +35,26 @@ from rawinfer.core.catalog import resolve_model_path
 )
 class TextEmbeddingDeployment:
     def __init__(self, spec: dict[str, Any]):
-        opts = spec.get("options", {})
+        opts = TextEmbeddingOptions.model_validate(spec.get("options") or {})
         self.engine = TextEmbeddingEngine(
             resolve_model_path(spec["model_path"], spec["cache_dir"]),
             served_model=spec["served_model"],
-            device=opts.get("device", "cpu"),
-            e5_prefixes=opts.get("e5_prefixes", False),
-            max_texts=opts.get("max_texts", 256),
-            encode_batch_size=opts.get("encode_batch_size", 64),
-            torch_threads=opts.get("torch_threads"),
+            **opts.model_dump(),
         )
         self.engine.load()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self._batched.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
-        self._batched.set_batch_wait_timeout_s(
-            float(user_config.get("batch_wait_timeout_s", 0.005))
-        )
+        BATCH.over(user_config).apply(self._batched)
 
     @guarded
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        p = request["parameters"]
+        p = TextEmbeddingParams.model_validate(request["parameters"])
         prepared = await asyncio.to_thread(
-            self.engine.prepare,
-            request["texts"],
-            normalize=p.get("normalize", True),
-            input_type=p.get("input_type"),
-            truncate=p.get("truncate", False),
-            single=request["single"],
+            self.engine.prepare, request["texts"], **p.model_dump(), single=request["single"]
         )
         return await self._batched(prepared)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(**BATCH.model_dump())
     async def _batched(self, batch: list) -> list[dict[str, Any]]:
         texts = [t for prepared in batch for t in prepared.texts]
         rows = await asyncio.to_thread(self.engine.encode, texts)

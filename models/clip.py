@@ -1,19 +1,8 @@
 """Image, text and video embeddings with open_clip. Plain Python: no Ray.
 
-Weights come from a local file only: `weights_path` is a checkpoint file that open_clip's own
-loader reads (`create_model_and_transforms(model_name, pretrained=<file>)`: a `.pt`/`.bin`/
-`.pth` state dict or `.safetensors`), or None for random weights. A pretrained *tag*
-("openai", "laion2b_...") is refused: it would download. The same code serves production
-weights (`ViT-L-14` + a file) and the test model that `build_test_model` writes.
-
-Custom architectures (the test model) are open_clip config JSON files: `register_model_config`
-adds one to open_clip's registry in this process; `ClipEngine(model_config_path=...)` does it in
-the process that loads the model (a Ray replica is a different process from the one that wrote
-the file).
-
-Vectors: `embed_texts` / `embed_images` return raw float32 rows (the model's own scale);
-`normalize` L2-normalises rows. `embed_video` samples one frame per interval, encodes frames in
-batches as they are decoded (memory bounded by batch_size), and pools the segments.
+Weights come from a local file only (a pretrained tag would download); custom architectures are
+open_clip config JSON files (`register_model_config`). `embed_texts` / `embed_images` return raw
+float32 rows; `embed_video` samples, encodes in batches and pools. See docs/notes/engines.md.
 """
 
 from __future__ import annotations
@@ -25,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from models.files import MAX_DURATION_S
 from models.threads import use_torch_threads
 from rawinfer.contract.errors import InvalidRequest
+from rawinfer.core.vectors import l2_normalize
 
 _registered: set[str] = set()
 
@@ -80,13 +71,6 @@ def build_test_model(
     return model_name, weights
 
 
-def normalize(rows: np.ndarray) -> np.ndarray:
-    """L2-normalise along the last axis (rows of zeros stay zero)."""
-    rows = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 class ClipEngine:
     def __init__(
         self,
@@ -111,7 +95,7 @@ class ClipEngine:
         self.model = None
         self.dimensions: int | None = None
 
-    normalize = staticmethod(normalize)
+    normalize = staticmethod(l2_normalize)  # rows L2-normalised (rawinfer/core/vectors.py)
 
     def load(self) -> None:
         import open_clip
@@ -213,7 +197,7 @@ class ClipEngine:
         interval_sec: float,
         max_frames: int,
         normalize: bool = True,
-        max_duration_s: float = 4 * 3600,
+        max_duration_s: float = MAX_DURATION_S,
     ) -> dict[str, Any]:
         """The contract's video data: one segment per sampled frame, and a pooled vector.
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from rawinfer.contract.errors import InvalidRequest
 
+MAX_DURATION_S = 4 * 3600  # the longest audio or video accepted, by default
+MAX_PIXELS = 50_000_000  # the largest image or video frame (width x height), by default
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()

@@ -1,13 +1,6 @@
-"""Image decoding for multimodal embeddings: bytes in, one RGB `PIL.Image` out. Plain Python: no Ray.
-
-- Any format Pillow opens, except EPS (Pillow renders it by running Ghostscript in a subprocess).
-- The size is checked before any pixel data is decoded: `Image.open` reads the header only, and
-  an image over `max_pixels` is refused there. Pillow's own decompression-bomb guard (module-global
-  `Image.MAX_IMAGE_PIXELS`) answers InvalidRequest too, its warning included.
-- EXIF orientation is applied (a portrait phone photo stored sideways comes out upright).
-- Animated images (GIF, APNG, WebP, MPO...) give their first frame.
-- Empty, truncated or corrupt bytes and anything that is not an image: InvalidRequest.
-"""
+"""Image decoding for multimodal embeddings: bytes in, one RGB `PIL.Image` out (size checked
+from the header, EXIF orientation applied, first frame of animations; EPS and anything
+undecodable refused). Plain Python: no Ray."""
 
 from __future__ import annotations
 
@@ -15,6 +8,7 @@ import io
 import struct
 import warnings
 
+from models.files import MAX_PIXELS
 from rawinfer.contract.errors import InvalidRequest
 
 _UNDECODABLE = (
@@ -45,7 +39,7 @@ def _too_large(width: int, height: int, max_pixels: int) -> InvalidRequest:
     )
 
 
-def decode_image(data: bytes, *, max_pixels: int = 50_000_000):
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS):
     """Decode image bytes to an RGB `PIL.Image.Image` (first frame, EXIF orientation applied).
 
     Raises InvalidRequest for empty, corrupt, truncated or non-image bytes and for images whose
@@ -76,12 +70,14 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000):
         raise
     except bomb:
         raise InvalidRequest(
-            f"The image is too large to decode safely; send an image of at most {max_pixels:,} pixels.",
+            f"The image is too large to decode safely; send an image of at most {max_pixels:,} "
+            f"pixels.",
             {"max_pixels": max_pixels},
         ) from None
     except UnidentifiedImageError:
         raise InvalidRequest(
-            "The data is not an image format the server reads; send JPEG, PNG, WebP, GIF, BMP or TIFF."
+            "The data is not an image format the server reads; send JPEG, PNG, WebP, GIF, BMP or "
+            "TIFF."
         ) from None
     except (
         OSError,

@@ -1,9 +1,8 @@
 """Text embedding engine over sentence-transformers. Plain Python: no Ray.
 
-`prepare()` validates one request's texts (token limits, E5 prefixes) and counts its tokens;
-`encode()` runs one forward pass over texts from any number of requests (the deployment batches
-concurrent requests into one call); `finish()` turns a request's rows into the contract's data.
-"""
+`prepare()` checks one request's texts and counts its tokens; `encode()` runs one forward pass
+over texts from any number of requests (the deployment batches them); `finish()` turns a
+request's rows into the contract's data."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from models.threads import use_torch_threads
 from rawinfer.contract.errors import InvalidRequest
+from rawinfer.core.vectors import l2_normalize
 
 E5_PREFIX = {"query": "query: ", "passage": "passage: "}
 
@@ -120,8 +120,7 @@ class TextEmbeddingEngine:
 
     def finish(self, prepared: Prepared, rows: np.ndarray) -> dict[str, Any]:
         if prepared.normalize:
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
-            rows = rows / np.maximum(norms, 1e-12)
+            rows = l2_normalize(rows)
         data: dict[str, Any] = {"dimensions": int(rows.shape[1])}
         if prepared.single:
             data["embedding"] = rows[0]

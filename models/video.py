@@ -1,21 +1,6 @@
-"""Video frame sampling for multimodal embeddings: bytes in, one RGB frame per interval out.
-
-PyAV (its bundled ffmpeg libraries) decodes from memory. `iter_video_frames` is a generator:
-frames are decoded one at a time, only the sampled ones are converted to RGB, and at most two
-sampled frames are held at once (the one being yielded and the one that tells whether it was the
-last), so memory does not grow with the video's length. Every packet is still decoded (inter
-frames depend on the frames before them); only the RGB conversion is skipped for frames that
-are not sampled.
-
-Sampling: times are seconds from the video stream's start. Segment k covers
-[k*interval, (k+1)*interval); its frame is the first frame whose time is at or after k*interval
-(and before (k+1)*interval). A segment with no frame in it (interval shorter than the frame
-period, or a gap in a variable-frame-rate video) is left out, so segments never repeat a frame.
-The last segment ends at the video's duration: the stream's declared duration, else the
-container's, else the last frame's time plus one frame (the spacing of the frames before it).
-
-Displays rotated by the container's display matrix (phone videos) are applied, as ffmpeg does.
-"""
+"""Video frame sampling for multimodal embeddings: bytes in, one RGB frame per interval out,
+decoded from memory by PyAV with at most two sampled frames held (segment rules:
+docs/notes/engines.md#clip)."""
 
 from __future__ import annotations
 
@@ -27,7 +12,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import av
 
-from models.files import too_long
+from models.files import MAX_DURATION_S, MAX_PIXELS, too_long
 from rawinfer.contract.errors import InvalidRequest
 
 T = TypeVar("T")
@@ -144,8 +129,8 @@ def iter_video_frames(
     *,
     interval_sec: float,
     max_frames: int,
-    max_duration_s: float = 4 * 3600,
-    max_pixels: int = 50_000_000,
+    max_duration_s: float = MAX_DURATION_S,
+    max_pixels: int = MAX_PIXELS,
 ):
     """Yield `(start, end, image)` per sampled segment: seconds from the video's start and an
     RGB `PIL.Image.Image`, at most `max_frames` of them.

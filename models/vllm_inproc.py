@@ -1,16 +1,6 @@
 """vLLM's engine inside the calling process, behind the part of AsyncLLM's interface that
-models/chat.py uses (`generate`, `abort`, `check_health`, `get_num_unfinished_requests`,
-`errored`, `shutdown`).
-
-Why: AsyncLLM always runs its engine core in a second process. vLLM must *spawn* it inside a Ray
-actor, so that process imports torch and vLLM again: on the 2-core CPU machine that is ~13 s of
-CPU and ~1 GiB of memory per chat replica, most of the start-up time of the whole service. Here
-vLLM's synchronous `LLMEngine` runs with multiprocessing off (engine core, scheduler and model
-worker in this process) and one thread drives it: it takes queued additions and aborts, calls
-`step()` while requests are unfinished, and hands each `RequestOutput` to the asyncio queue of
-its request. All engine calls happen on that thread (LLMEngine is not thread-safe). Used on CPU
-with one worker; GPUs and tensor parallelism keep AsyncLLM.
-"""
+models/chat.py uses: one thread drives a synchronous `LLMEngine` (no second process that imports
+torch and vLLM again). Used on CPU with one worker (docs/notes/engines.md#chat)."""
 
 from __future__ import annotations
 

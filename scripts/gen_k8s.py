@@ -112,7 +112,8 @@ def _env() -> list[dict[str, Any]]:
     env += [
         {"name": "HF_HUB_OFFLINE", "value": "1"},  # weights come from /models, never from a hub
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
-        # Serve's HTTP proxy cleans X-Request-Id before echoing it (router/proxy.py); read when Ray starts
+        # Serve's HTTP proxy cleans X-Request-Id before echoing it (router/proxy.py); read when Ray
+        # starts
         {"name": "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "value": "router.proxy:middlewares"},
     ]
     return env

@@ -187,7 +187,8 @@ def service(tmp_path_factory, fakes) -> Service:
                     "max_bytes": 1024 * 1024,
                     "fetch_timeout_s": 5,
                 },
-                # the repo's example plugins plus broken/raising/garbage/scaffolded ones (tests/plugin_fixtures.py)
+                # the repo's example plugins plus broken/raising/garbage/scaffolded ones
+                # (tests/plugin_fixtures.py)
                 "plugins_dirs": [
                     str(REPO / "examples" / "plugins"),
                     str(write_test_plugins(tmp / "plugins")),
@@ -243,7 +244,7 @@ def offline_vllm() -> dict[str, dict]:
     import json
     import subprocess
 
-    from models.chat import prepare_packaged_smollm2
+    from models.smollm2 import prepare_packaged_smollm2
     from rawinfer.core.settings import Settings
 
     args = {

@@ -1,24 +1,7 @@
-"""Local stand-ins for the cloud providers, on 127.0.0.1 (tests never reach the internet).
-
-Each fake is a threaded HTTP server that speaks its provider's documented wire format, checks the
-provider's auth header, records every request (`requests`: method, path, headers, JSON body or
-multipart form and files) and answers like the provider. It can be told to answer differently
-for the next requests: `reply(status, body, headers, times)` (an error, a 429 with retry-after,
-a 5xx N times then normal service) or `hang(seconds, times)` (accept and never answer in time).
-The harness at the end builds adapters pointed at the fakes and runs them (`make`, `run`, `fails`).
-
-- FakeOpenAI:    POST /v1/chat/completions, /v1/embeddings, /v1/audio/transcriptions and
-                 /v1/audio/translations (multipart); `Authorization: Bearer`; errors
-                 {"error": {"message", "type", "code"}} (its 401 echoes the key it got, as a
-                 careless provider might, so tests prove we never pass it on).
-- FakeAnthropic: POST /v1/messages; the key as `x-api-key` or `Authorization: Bearer` (what
-                 the installed SDK sends) + `anthropic-version`; errors
-                 {"type": "error", "error": {"type", "message"}}.
-- FakeGemini:    POST /v1beta/models/{model}:generateContent; `x-goog-api-key`; a bad key is
-                 400 INVALID_ARGUMENT with reason API_KEY_INVALID, as Gemini answers.
-- FakeVertex:    POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predict;
-                 `Authorization: Bearer <token>` or `x-goog-api-key`; 1408-d embeddings.
-"""
+"""Local stand-ins for the cloud providers, on 127.0.0.1 (tests never reach the internet): one
+threaded HTTP server per wire format (fake_openai: FakeOpenAI; fake_cloud: FakeAnthropic,
+FakeGemini, FakeVertex; fake_base: what they share), and the harness that builds adapters
+pointed at them with the catalog's model table (`make`, `run`, `fails`, `models_for`)."""
 
 from __future__ import annotations
 
@@ -31,12 +14,29 @@ from fake_cloud import FakeAnthropic, FakeGemini, FakeVertex, google_error  # no
 from fake_openai import FakeOpenAI
 
 from models.providers import ADAPTERS
+from models.providers.base import catalog_models
 from rawinfer.contract.errors import RawInferError
+from rawinfer.core.catalog import load_catalog
+from rawinfer.core.settings import REPO_ROOT
 
 OPENAI_KEY = "sk-test-openai-SECRET0123456789"
 ANTHROPIC_KEY = "sk-ant-test-SECRET0123456789"
 GOOGLE_KEY = "AIzaTEST-google-SECRET-0123456789"
 KEYS = (OPENAI_KEY, ANTHROPIC_KEY, GOOGLE_KEY)
+
+CATALOG = load_catalog(REPO_ROOT / "catalog.yaml")
+# names the tests call beyond the catalog's cloud targets: OpenAI's own whisper-1 (the catalog
+# routes that name to the local whisper), a newer Claude, Vertex's versioned model name
+TEST_MODELS = {
+    "openai": {"whisper-1": ["transcription"]},
+    "anthropic": {"claude-sonnet-4-5": ["chat", "vision"]},
+    "google": {"multimodalembedding@001": ["multimodal_embedding"]},
+}
+
+
+def models_for(name: str) -> dict[str, list[str]]:
+    """The model -> tasks table a provider deployment is given: the catalog's, plus TEST_MODELS."""
+    return {**catalog_models(CATALOG, name), **TEST_MODELS[name]}
 
 
 class Fakes:
@@ -62,7 +62,8 @@ def make(name: str, fakes: Fakes, **over):
         },
     }[name]
     return ADAPTERS[name](
-        {**base, "timeout_s": 10, "backoff_base_s": 0.01, "backoff_max_s": 0.05, **over}
+        {**base, "timeout_s": 10, "backoff_base_s": 0.01, "backoff_max_s": 0.05, **over},
+        models=models_for(name),
     )
 
 

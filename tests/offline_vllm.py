@@ -1,7 +1,8 @@
 """Reference answers from vLLM's offline `LLM.chat`, run in a subprocess (vLLM's engine wants
 its own process; `if __name__ == "__main__"` is required because it spawns workers).
 
-stdin: {"model_dir", "max_model_len", "max_tokens", "prompts": [...]}; stdout (the line starting "RESULT "): JSON
+stdin: {"model_dir", "max_model_len", "max_tokens", "prompts": [...]}; stdout (the line starting
+"RESULT "): JSON
 {prompt: {"text", "prompt_tokens", "completion_tokens"}} for greedy decoding."""
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ def start_postgres() -> str:
     )
     if r.returncode != 0 or not r.stdout.strip():
         pytest.fail(
-            f"PostgreSQL could not be started by scripts/postgres.sh (rc={r.returncode}):\n{r.stderr[-3000:]}",
+            f"PostgreSQL could not be started by scripts/postgres.sh "
+            f"(rc={r.returncode}):\n{r.stderr[-3000:]}",
             pytrace=False,
         )
     return r.stdout.strip().splitlines()[-1]

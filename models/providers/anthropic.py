@@ -1,20 +1,6 @@
 """Anthropic through the official `anthropic` SDK (AsyncAnthropic, SDK retries off): chat and
-vision on the Messages API (`messages.create`).
-
-Decisions:
-- `max_tokens` (required by Anthropic) is always sent: the client's value or the contract's
-  default (256, `ChatParams`).
-- temperature and top_p are sent only when the client gave them, in the request body (this SDK
-  version has no keyword for them; recent Claude models refuse both at once and Anthropic says
-  so: 502 with its message). `stop` -> `stop_sequences`. `seed` has no Anthropic counterpart and
-  is accepted without effect.
-- `schema` -> a forced tool: `tools=[{"name": "output", "input_schema": schema}]`,
-  `tool_choice={"type": "tool", "name": "output"}`; `parsed` is the tool call's input and `text`
-  its JSON. A schema whose root is not an object is wrapped as `{"value": schema}` (Anthropic
-  wants an object) and unwrapped.
-- System turns in `messages` are joined into `system`; images go before the prompt as base64
-  source blocks (JPEG, PNG, GIF, WEBP).
-"""
+vision on the Messages API (`messages.create`); `schema` as a forced tool. Decisions:
+docs/notes/engines.md#anthropic."""
 
 from __future__ import annotations
 
@@ -48,9 +34,6 @@ TOOL = "output"
 class AnthropicAdapter(ProviderAdapter):
     name = "anthropic"
     sdk_modules = ("anthropic", "anthropic.resources.messages")
-
-    def tasks_for(self, model: str) -> set[str]:
-        return {"chat", "vision"} if model.startswith("claude-") else set()
 
     def client(self):
         def make():

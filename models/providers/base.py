@@ -1,20 +1,6 @@
 """What every cloud-provider adapter shares: settings, the adapter base class, the deadline-bound
-retry loop and the mapping of provider failures onto the service's errors. Plain Python: no Ray.
-
-An adapter answers one plain-data request (see `ProviderAdapter.run`) and returns the contract's
-`data` plus the model the provider reports and the tokens it counted.
-
-Failure mapping (every provider; nothing from a provider becomes a 500):
-- 429 and 5xx (and connection failures) are retried up to `max_retries` times with exponential
-  backoff and full jitter (`uniform(0, min(backoff_max_s, backoff_base_s * 2**n))`); a
-  `retry-after-ms` / `retry-after` header (or a provider-specific hint) replaces the jittered wait.
-  Retries exhausted -> ProviderError (502) with the last status and message in `details`.
-  A wait that would end past the request deadline is not started -> DeadlineExceeded (504) at once.
-- Other 4xx -> ProviderError (502), the provider's message (secrets redacted) in `details`;
-  401 says the server's own provider credentials were refused and carries no provider text.
-- A call that runs out of time (the SDK's timeout or the request deadline) -> DeadlineExceeded.
-The SDKs' own retries are switched off (max_retries=0 / one attempt) so the deadline is ours.
-"""
+retry loop and the mapping of provider failures onto the service's errors (never a 500; see
+docs/notes/engines.md#providers). Plain Python: no Ray."""
 
 from __future__ import annotations
 
@@ -32,6 +18,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping, TypeVa
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from rawinfer.contract import Task
 from rawinfer.contract.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -39,6 +26,7 @@ from rawinfer.contract.errors import (
     RawInferError,
     Unavailable,
 )
+from rawinfer.core.catalog import Catalog
 
 log = logging.getLogger("rawinfer.providers")
 T = TypeVar("T")
@@ -176,16 +164,32 @@ class ProviderAdapter(abc.ABC):
     and `deadline_s`, the seconds left for the request (a relative budget, measured from the
     call). It returns {"data": <contract data>, "model": <model the provider reports>,
     "tokens_used": {"prompt", "completion", "total"} | None}.
-    Subclasses define `name`, `tasks_for`, `classify` and one `_<task>` coroutine per task.
+    Subclasses define `name`, `classify` and one `_<task>` coroutine per task its wire format
+    serves (`tasks` lists them). Which model does which task is the catalog's (`models`).
     """
 
     name: ClassVar[str]
+    tasks: ClassVar[frozenset[str]] = frozenset()  # set from the `_<task>` coroutines
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
-    sdk_modules: ClassVar[
-        tuple[str, ...]
-    ] = ()  # imported at construction: seconds, never inside a deadline
+    # imported at construction: seconds, never inside a deadline
+    sdk_modules: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, settings: ProviderSettings | Mapping[str, Any] | None = None):
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.tasks = frozenset(t.value for t in Task if callable(getattr(cls, f"_{t.value}", None)))
+
+    def __init__(
+        self,
+        settings: ProviderSettings | Mapping[str, Any] | None = None,
+        models: Mapping[str, Iterable[str]] | None = None,
+    ):
+        """`models`: the catalog's table, model -> tasks (`catalog_models`); None: no per-model
+        check here (the ingress resolved the name through the catalog already)."""
+        self.models = (
+            None
+            if models is None
+            else {m: frozenset(ts) & self.tasks for m, ts in dict(models).items()}
+        )
         if settings is None:
             settings = {}
         if isinstance(settings, BaseModel) and not isinstance(settings, self.settings_model):
@@ -221,9 +225,10 @@ class ProviderAdapter(abc.ABC):
         """True when this server holds credentials for the provider."""
         return self.settings.key() is not None
 
-    @abc.abstractmethod
     def tasks_for(self, model: str) -> set[str]:
-        """The contract tasks `model` can do through this provider (empty: unknown model)."""
+        """The tasks `model` can do here: the catalog's, or without a `models` table every task
+        this provider's wire format serves (empty: a model the catalog does not know)."""
+        return set(self.tasks if self.models is None else self.models.get(model, ()))
 
     @abc.abstractmethod
     def classify(self, exc: BaseException) -> Failure | None:
@@ -310,7 +315,8 @@ class ProviderAdapter(abc.ABC):
                 wait = random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * (2**retries)))
             if wait + _MIN_ATTEMPT_S >= deadline.remaining():
                 raise DeadlineExceeded(
-                    f"{self.name} kept failing ({self._what(failure)}) and the next retry, in {wait:.3g} s, "
+                    f"{self.name} kept failing ({self._what(failure)}) and the next retry, in "
+                    f"{wait:.3g} s, "
                     f"would pass the request deadline",
                     {**self._details(failure), "retries": retries},
                 )
@@ -350,7 +356,8 @@ class ProviderAdapter(abc.ABC):
         details = self._details(f)
         if self._bad_key(f):
             return ProviderError(
-                f"{self.name} refused this server's {self.name} credentials (HTTP {f.status}); this is a server "
+                f"{self.name} refused this server's {self.name} credentials (HTTP {f.status}); "
+                f"this is a server "
                 f"configuration problem: the operator must set a valid {self.name} API key",
                 details,
             )
@@ -365,3 +372,14 @@ class ProviderAdapter(abc.ABC):
         return ProviderError(
             f"{self.name} {why}; gave up after {retries} retries, try again later", details
         )
+
+
+def catalog_models(catalog: Catalog, backend: str) -> dict[str, list[str]]:
+    """model -> tasks of every catalog target routed to the provider `backend`: the one place
+    a cloud model's tasks are declared (a target's `tasks`, else its backend's)."""
+    spec = catalog.backends[backend]
+    return {
+        t.model: [x.value for x in (t.tasks if t.tasks is not None else spec.tasks)]
+        for t in catalog.targets
+        if t.backend == backend and t.model is not None
+    }

@@ -12,13 +12,11 @@ from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from models.chat import MAX_PROMPTS  # prompts per chat/vision request: each is one provider call
 from rawinfer.contract.errors import InvalidRequest, ProviderError
 
 T = TypeVar("T")
 MAX_CONCURRENT_CALLS = 8  # provider calls in flight for one request (prompts answered concurrently)
-MAX_PROMPTS = (
-    64  # prompts per chat/vision request (each is one provider call), as the local chat engine
-)
 
 # --------------------------------------------------------------------------- media
 
@@ -77,7 +75,8 @@ def image_of(
 def parse_params(
     model: type[BaseModel], raw: Mapping[str, Any] | None, where: str = "parameters"
 ) -> Any:
-    """`parameters` (or `inputs`) validated by a pydantic model; errors become a 400 naming the field."""
+    """`parameters` (or `inputs`) validated by a pydantic model; errors become a 400 naming the
+    field."""
     try:
         return model.model_validate(dict(raw or {}))
     except ValidationError as e:

@@ -1,25 +1,12 @@
 """OpenAI through the official `openai` SDK (AsyncOpenAI, SDK retries off): chat and vision
-(`chat.completions.create`), text embeddings (`embeddings.create`) and transcription
-(`audio.transcriptions.create` / `audio.translations.create`, whisper-1, verbose_json).
-
-Decisions:
-- `max_tokens` is always sent (as `max_completion_tokens`, which reasoning models require; the
-  contract's default is 256); temperature, top_p, seed and stop only when the client gave them,
-  so a model that refuses sampling parameters works with the defaults.
-- `schema` -> `response_format={"type": "json_schema", "json_schema": {"name": "output",
-  "schema": ..., "strict": true}}`; OpenAI's strict mode wants `additionalProperties: false` and
-  every property required, and says so (502 with its message) when a schema lacks them.
-- Embeddings: `normalize` re-normalises (OpenAI's vectors are unit length already); `input_type`
-  and `truncate` have no OpenAI counterpart and are accepted without effect.
-- Transcription: whisper-1 only (the one OpenAI model with segments); `vad_filter`/`beam_size`
-  have no OpenAI counterpart and are accepted without effect; OpenAI's language name ("english")
-  is reported as the code ("en") the local engines report; tokens_used is null (billed by time).
-"""
+(`chat.completions.create`), text embeddings (`embeddings.create`) and transcription (whisper-1,
+verbose_json). Decisions: docs/notes/engines.md#openai."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+import numpy as np
 
 from models.providers.base import (
     Deadline,
@@ -42,32 +29,8 @@ from models.providers.helpers import (
 from rawinfer.contract import ChatParams
 from rawinfer.contract.errors import InvalidRequest, ProviderError
 from rawinfer.contract.transcription import LANGUAGE_BY_NAME, TranscriptionParams
+from rawinfer.core.vectors import l2_normalize
 
-_CHAT_VISION = frozenset({"chat", "vision"})
-_EXACT: dict[str, frozenset[str]] = {
-    "whisper-1": frozenset({"transcription"}),
-    "gpt-4": frozenset({"chat"}),
-}
-# first matching prefix wins
-_PREFIXES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("text-embedding-", frozenset({"text_embedding"})),
-    ("gpt-3.5", frozenset({"chat"})),
-    ("gpt-4-0", frozenset({"chat"})),
-    ("gpt-4-32k", frozenset({"chat"})),
-    ("o1-mini", frozenset({"chat"})),
-    ("o3-mini", frozenset({"chat"})),
-    ("gpt-4o-transcribe", frozenset()),
-    ("gpt-4o-mini-transcribe", frozenset()),
-    ("gpt-4o-mini-tts", frozenset()),
-    ("gpt-4o-realtime", frozenset()),
-    ("gpt-4o-audio", frozenset()),
-    ("gpt-image", frozenset()),
-    ("gpt-", _CHAT_VISION),
-    ("chatgpt-", _CHAT_VISION),
-    ("o1", _CHAT_VISION),
-    ("o3", _CHAT_VISION),
-    ("o4", _CHAT_VISION),
-)
 _MAX_EMBED_BATCH = 2048  # OpenAI's cap on inputs per embeddings request
 _AUDIO_EXTS = {"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"}
 _AUDIO_MIME_EXT = {
@@ -94,13 +57,6 @@ class OpenAIAdapter(ProviderAdapter):
         "openai.resources.embeddings",
         "openai.resources.audio",
     )
-
-    def tasks_for(self, model: str) -> set[str]:
-        if model in _EXACT:
-            return set(_EXACT[model])
-        return set(
-            next((tasks for prefix, tasks in _PREFIXES if model.startswith(prefix)), frozenset())
-        )
 
     def client(self):
         def make():
@@ -259,7 +215,7 @@ class OpenAIAdapter(ProviderAdapter):
                 {"provider": self.name},
             )
         if params.normalize:
-            vectors = [_unit(v) for v in vectors]
+            vectors = l2_normalize(vectors, np.float64).tolist()
         dims = len(vectors[0])
         data = (
             {"embedding": vectors[0], "dimensions": dims}
@@ -332,11 +288,6 @@ class OpenAIAdapter(ProviderAdapter):
             "model": model,
             "tokens_used": None,
         }
-
-
-def _unit(v: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in v))
-    return [x / norm for x in v] if norm > 0 else v
 
 
 def _upload_name(filename: str | None, mime: str | None, data: bytes) -> str:

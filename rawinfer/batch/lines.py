@@ -123,7 +123,8 @@ def check_line(line: int, raw: bytes) -> tuple[str | None, str | None]:
             400,
             error_body(
                 400,
-                f"line {line} is a JSON {type(value).__name__}, not an object: each line must be a request object",
+                f"line {line} is a JSON {type(value).__name__}, not an object: each line must be a "
+                f"request object",
             ),
         )
     return text, None
@@ -148,6 +149,7 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 def backoff_s(attempt: int) -> float:
-    """Exponential backoff with full jitter in its upper half: 0.25-0.5 s, 0.5-1 s, ... up to 60 s."""
+    """Exponential backoff with full jitter in its upper half: 0.25-0.5 s, 0.5-1 s, ... up to 60
+    s."""
     ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)

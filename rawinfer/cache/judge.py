@@ -19,6 +19,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
 
+from rawinfer.core.vectors import l2_normalize
+
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 Ask = Callable[[str], Awaitable[str]]
 
@@ -66,8 +68,7 @@ class EmbeddingJudge:
         if pairs is None:
             return False
         texts = [normalise(r.get("text", "")) or "-" for pair in pairs for r in pair]
-        v = np.asarray(await self.embed(texts), dtype=np.float64)
-        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        v = l2_normalize(await self.embed(texts), np.float64)
         return bool(
             all(float(v[2 * i] @ v[2 * i + 1]) >= self.threshold for i in range(len(pairs)))
         )

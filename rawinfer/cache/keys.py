@@ -65,6 +65,7 @@ def combine(vectors: list[list[float]]) -> list[float]:
     """One vector for a request's prompts: unit vectors concatenated, scaled by 1/√n."""
     import numpy as np
 
-    rows = np.asarray(vectors, dtype=np.float32)  # may be a read-only array from Ray's object store
-    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    from rawinfer.core.vectors import l2_normalize
+
+    rows = l2_normalize(vectors)  # may be a read-only array from Ray's object store
     return (rows.reshape(-1) / np.sqrt(len(rows))).tolist()

@@ -181,7 +181,8 @@ class VerifiedPolicy:
         observations: Sequence[tuple[float, int]],
         cached_fit: Fit | None = None,
     ) -> Decision:
-        """`observations` include the priors; `cached_fit` skips refitting unchanged observations."""
+        """`observations` include the priors; `cached_fit` skips refitting unchanged
+        observations."""
         s = round(float(similarity), 3)
         if len(observations) < self.min_observations + len(PRIORS):
             return Decision(Action.explore, 1.0, None)

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from rawinfer.cache.policy import PRIORS, Fit
+from rawinfer.core.vectors import l2_normalize
 
 SNAPSHOT_VERSION = 1
 
@@ -52,7 +53,7 @@ def unit(vector: Any) -> np.ndarray:
     n = float(np.linalg.norm(v))
     if v.size == 0 or not np.isfinite(n) or n == 0.0:
         raise ValueError("a cache vector must be non-empty, finite and non-zero")
-    return v / n
+    return l2_normalize(v)
 
 
 class Partition:

@@ -88,7 +88,8 @@ def stats(args) -> None:
         print(json.dumps(out, indent=2))
         return
     print(
-        f"entries {out['entries']} (all namespaces: {out['total_entries']} of {out['max_entries']}; "
+        f"entries {out['entries']} (all namespaces: {out['total_entries']} of "
+        f"{out['max_entries']}; "
         f"evicted so far: {out['evicted']})"
     )
 

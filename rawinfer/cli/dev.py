@@ -26,9 +26,11 @@ def dev_init(args) -> None:
     print(f"namespace: {ns.name} ({ns.id})\napi key:   {secret}   (kept in {key_file})\n")
     print(
         "try:\n"
-        f"  curl -s {host}/v1/inference -H 'Authorization: Bearer {secret}' -H 'X-Namespace: {ns.name}' \\\n"
+        f"  curl -s {host}/v1/inference -H 'Authorization: Bearer {secret}' -H 'X-Namespace: "
+        f"{ns.name}' \\\n"
         "    -H 'Content-Type: application/json' \\\n"
-        '    -d \'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "hello world"}}\''
+        "    -d "
+        '\'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "hello world"}}\''
     )
 
 

@@ -46,7 +46,8 @@ def load_config(
 
 def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
     """Deploys into the Ray this process is connected to and waits until every app in `config` is
-    RUNNING. Like `serve deploy`, the config is the whole truth: apps it does not name are deleted."""
+    RUNNING. Like `serve deploy`, the config is the whole truth: apps it does not name are
+    deleted."""
     from ray import serve
     from ray.serve._private import api as serve_api
     from ray.serve.config import gRPCOptions

@@ -66,7 +66,8 @@ def cmd_check(args) -> None:
     for r in check(Path(args.path)):
         out = json.dumps(r["example_output"])
         print(
-            f"ok {r['plugin']}: inference_name {r['inference_name']}, feature URIs {', '.join(r['feature_uris'])}"
+            f"ok {r['plugin']}: inference_name {r['inference_name']}, feature URIs "
+            f"{', '.join(r['feature_uris'])}"
         )
         print(f"   example output: {out[:400]}{'...' if len(out) > 400 else ''}")
 

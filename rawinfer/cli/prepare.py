@@ -17,7 +17,7 @@ def main() -> None:
     t = time.perf_counter()
     for name, path in prepare_packaged_whisper(settings.cache_dir).items():
         print(f"prepare: {name} -> {path}")
-    from models.chat import prepare_packaged_smollm2
+    from models.smollm2 import prepare_packaged_smollm2
 
     print(f"prepare: smollm2-135m-instruct -> {prepare_packaged_smollm2(settings.cache_dir)}")
     print(f"prepare: done in {time.perf_counter() - t:.1f} s")

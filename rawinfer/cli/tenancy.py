@@ -102,7 +102,8 @@ def keys_update(args) -> None:
         )
     k = _run(admin.update_key(_store(args), args.key_id, admin.KeyUpdate(**fields)))
     print(
-        f"updated {k['id']}: targets={k['targets'] or '*'} namespaces={k['namespaces'] or '*'} expires_at={k['expires_at']}"
+        f"updated {k['id']}: targets={k['targets'] or '*'} namespaces={k['namespaces'] or '*'} "
+        f"expires_at={k['expires_at']}"
     )
 
 
@@ -154,7 +155,8 @@ def limits_show(args) -> None:
     info = store.get_key(args.key) if by_key else store.find_namespace(args.namespace)
     if info is None:
         sys.exit(
-            f"error: no {'key' if by_key else 'namespace'} {args.key if by_key else args.namespace!r}"
+            f"error: no {'key' if by_key else 'namespace'} "
+            f"{args.key if by_key else args.namespace!r}"
         )
     print(f"{'key' if by_key else 'namespace'} {info.id}: {_limits(info)}")
 

@@ -175,7 +175,16 @@ class ChatPayload(TypedDict, total=False):
 
 
 class ChatGenerator(Protocol):
-    """A chat engine (models/chat.py); the proxies in models/providers take the same payload."""
+    """A local chat engine (models/chat.py: ChatEngine), as deployments/chat.py drives it. The
+    cloud proxies take the payload itself instead (models/providers: `ProviderAdapter.run`)."""
+
+    served_model: str
+
+    async def start(self) -> None: ...
+
+    async def check_health(self) -> None: ...
+
+    def num_running(self) -> int: ...
 
     async def generate(
         self,
@@ -184,8 +193,11 @@ class ChatGenerator(Protocol):
         system: str | None = None,
         messages: list[dict[str, str]] | None = None,
         params: ChatParams,
-        **kw: Any,
-    ) -> dict[str, Any]: ...
+        request_id: str,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """`{"responses": [...], "model": str, "tokens_used": {...}}`."""
+        ...
 
     def stream(
         self,
@@ -194,5 +206,8 @@ class ChatGenerator(Protocol):
         system: str | None = None,
         messages: list[dict[str, str]] | None = None,
         params: ChatParams,
-        **kw: Any,
-    ) -> AsyncIterator[dict[str, Any]]: ...
+        request_id: str,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """`{"delta": str}` events, then `{"final": <generate()'s dict>}`."""
+        ...

@@ -45,9 +45,22 @@ class MultimodalPayload(TypedDict, total=False):
 
 
 class MultimodalEmbedder(Protocol):
-    """A multimodal-embedding engine (models/clip.py)."""
+    """A multimodal-embedding engine (models/clip.py), as deployments/clip.py drives it. Rows
+    are raw float32; the deployment L2-normalises them (rawinfer/core/vectors.py)."""
+
+    served_model: str
+
+    def load(self) -> None: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
 
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+    def preprocess(self, images: list) -> Any:
+        """A batch tensor from decoded images, for `encode_batch`."""
+        ...
+
+    def encode_batch(self, pixels: Any) -> np.ndarray: ...
 
     def embed_images(self, images: list) -> np.ndarray: ...
 
@@ -58,5 +71,7 @@ class MultimodalEmbedder(Protocol):
         interval_sec: float,
         max_frames: int,
         normalize: bool = True,
-        **kw: Any,
-    ) -> Any: ...
+        max_duration_s: float = ...,
+    ) -> dict[str, Any]:
+        """The contract's video data: a pooled `embedding`, `dimensions`, `segments`."""
+        ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol, TypedDict
 
+import numpy as np
 from pydantic import Field, StrictBool, model_validator
 
 from rawinfer.contract.base import MAX_TEXTS, Strict, check_text, exactly_one
@@ -43,6 +44,34 @@ class TextEmbeddingPayload(TypedDict):
 
 
 class TextEmbedder(Protocol):
-    """A text-embedding engine (models/text_embedding.py)."""
+    """A text-embedding engine (models/text_embedding.py), as deployments/text_embedding.py
+    drives it: `prepare` per request, one `encode` over a batch of requests, `finish` per
+    request."""
 
-    def embed(self, texts: list[str], **params: Any) -> dict[str, Any]: ...
+    served_model: str
+
+    def load(self) -> None: ...
+
+    def prepare(
+        self,
+        texts: list[str],
+        *,
+        normalize: bool = True,
+        input_type: str | None = None,
+        truncate: bool = False,
+        single: bool = False,
+    ) -> Any:
+        """One request's texts checked and counted (the engine's own prepared form)."""
+        ...
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Raw float32 rows, one per text."""
+        ...
+
+    def finish(self, prepared: Any, rows: np.ndarray) -> dict[str, Any]:
+        """`{"data": {...}, "model": str, "tokens_used": {...}}` for one request."""
+        ...
+
+    def embed(self, texts: list[str], **params: Any) -> dict[str, Any]:
+        """One request, unbatched: prepare, encode, finish."""
+        ...

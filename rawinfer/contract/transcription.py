@@ -111,8 +111,19 @@ class TranscriptionPayload(TypedDict):
 
 
 class Transcriber(Protocol):
-    """A transcription engine (models/transcription.py)."""
+    """A transcription engine (models/transcription.py), as deployments/transcription.py
+    drives it: `check_params` before decoding the audio, then `transcribe`."""
+
+    served_model: str
+
+    def load(self) -> None: ...
+
+    def check_params(self, params: TranscriptionParams) -> None:
+        """Refuses (400) what this model cannot do (a language or translation on .en models)."""
+        ...
 
     def transcribe(
         self, audio: np.ndarray, params: TranscriptionParams, *, batched: bool | None = None
-    ) -> dict: ...
+    ) -> dict[str, Any]:
+        """The contract's transcription data from 16 kHz mono float32 samples."""
+        ...

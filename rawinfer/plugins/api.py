@@ -11,7 +11,8 @@ A plugin is a `Plugin` subclass with a class-level `manifest` (a `Manifest`) and
             embedding: list[float]
 
         manifest = Manifest(name="my_text_embedder", version="1.0.0", description="...",
-                            Inputs=Inputs, Parameters=Parameters, Outputs=Outputs, outputs=["embedding"],
+                            Inputs=Inputs, Parameters=Parameters, Outputs=Outputs,
+                            outputs=["embedding"],
                             example={"text": "hello"})
 
         def load(self, context: PluginContext) -> None:      # once per replica
@@ -139,7 +140,8 @@ class Manifest(BaseModel):
     def _name(cls, v: str) -> str:
         if not NAME.match(v) or len(v) > 64:
             raise ValueError(
-                f"name {v!r} must be snake_case (a-z, 0-9, single underscores), at most 64 characters"
+                f"name {v!r} must be snake_case (a-z, 0-9, single underscores), at most 64 "
+                f"characters"
             )
         return v
 
@@ -177,7 +179,8 @@ class Manifest(BaseModel):
                 model.model_validate(data)
             except ValidationError as e:
                 raise ValueError(
-                    f"{what} does not validate against {what == 'example' and 'Inputs' or 'Parameters'}: "
+                    f"{what} does not validate against "
+                    f"{what == 'example' and 'Inputs' or 'Parameters'}: "
                     f"{e.errors(include_url=False)[0]['msg']}"
                 ) from None
         return self
@@ -240,13 +243,17 @@ class PluginContext:
 def _local_embedder(path: str, device: str) -> Callable[[list[str]], Any]:
     from sentence_transformers import SentenceTransformer
 
+    from rawinfer.core.vectors import l2_normalize
+
     model = SentenceTransformer(path, device=device, local_files_only=True)
-    return lambda texts: model.encode(
-        texts,
-        batch_size=64,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
+    return lambda texts: l2_normalize(
+        model.encode(
+            texts,
+            batch_size=64,
+            normalize_embeddings=False,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
     )
 
 

@@ -78,7 +78,8 @@ class Discovered:
 def _describe(e: BaseException) -> str:
     if isinstance(e, ValidationError):
         parts = [
-            f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg'].removeprefix('Value error, ')}"
+            f"{'.'.join(map(str, err['loc'])) or 'manifest'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in e.errors(include_url=False, include_input=False)
         ]
         return "invalid manifest: " + "; ".join(parts)[:600]

@@ -61,7 +61,8 @@ def scaffold(name: str, parent: Path) -> Path:
     """Writes `<parent>/<name>/plugin.py`; refuses a bad name or an existing folder."""
     if not NAME.match(name):
         raise ValueError(
-            f"plugin name {name!r} must be snake_case: lower-case letters, digits, single underscores"
+            f"plugin name {name!r} must be snake_case: lower-case letters, digits, single "
+            f"underscores"
         )
     folder = parent / name
     if folder.exists():

@@ -1,13 +1,8 @@
-"""The admin API's logic (`/v1/admin/...`) as plain async functions over the Store.
+"""The admin API's logic (`/v1/admin/...`, `/v1/usage`) as plain async functions over the Store.
 
-The ingress mounts them behind an admin key (`require_admin`); each takes the Store and, where
-there is one, a validated body, returns plain JSON-able data, and raises rawinfer.errors classes
-(InvalidRequest 400, Forbidden 403, NotFound 404). Store calls run in a worker thread.
-
-An admin key is a service operator's key: it manages every organisation. Limits: null = the
-configured default, 0 = unlimited, N = N per minute. In an update body, a field left out is left
-as it is and a field sent as null is cleared (back to "all" / "default" / "never").
-"""
+Each takes the Store (and a validated body), returns JSON-able data and raises contract errors
+(InvalidRequest 400, Forbidden 403, NotFound 404); Store calls run in a worker thread. The
+semantics of admin keys, limits and update bodies: docs/notes/tenancy.md."""
 
 from __future__ import annotations
 
@@ -298,7 +293,8 @@ async def _cache(cache, req: dict[str, Any]) -> dict[str, Any]:
 
 
 async def clear_cache(store: Store, cache, namespace: str | None) -> dict[str, Any]:
-    """Drops every semantic cache entry of a namespace (id or name): `DELETE /v1/admin/cache?namespace=`."""
+    """Drops every semantic cache entry of a namespace (id or name): `DELETE
+    /v1/admin/cache?namespace=`."""
     if not namespace:
         raise InvalidRequest("give ?namespace=<id or name>")
     ns = await _namespace(store, namespace)

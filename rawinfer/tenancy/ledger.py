@@ -1,28 +1,8 @@
-"""The usage ledger: every request recorded durably, off the request path; and the SQL of the
-usage table (`insert_usage`, `summarize_usage`, behind Store.record_usage / Store.usage_summary).
+"""The usage ledger: every request recorded durably, off the request path.
 
-`record(row)` is O(1) and never blocks on the database: the row gets a unique id (and a UTC
-`created_at`) and goes into a bounded in-memory buffer. A background task writes the buffer in
-batches every `flush_interval_s` (sooner when a batch is full) through `Store.record_usage`, in a
-worker thread. Nothing is lost and nothing is counted twice:
-
-- buffer full (`max_buffer` rows): the row goes to this process's JSONL spool file in
-  `spool_dir` instead of memory, so memory stays bounded;
-- database down (an insert fails): the batch is appended to the spool file and the database is
-  retried with backoff (at most `retry_max_s` apart); meanwhile batches go to the spool;
-- database back: spool files are re-ingested in batches and deleted once fully written. That
-  includes files left by a process that died (a file is claimed with a non-blocking `flock`; the
-  process writing a file holds that lock while the file is open, so a live writer's file is never
-  taken from it);
-- inserts are idempotent on the row id (`INSERT ... ON CONFLICT DO NOTHING`), so a batch that
-  is written twice (spooled after an ambiguous failure, or a file re-read after a partial
-  re-ingest) is stored once;
-- `close()` (the replica's shutdown) stops the task and flushes everything: to the database, or
-  to the spool when the database is down (fsynced). A hard kill loses at most the rows still in
-  memory (at most one flush interval's worth); spooled rows survive it.
-
-Use from one event loop (the ingress replica's). Spool lines are plain JSON objects, one per row.
-"""
+`record(row)` is O(1) and never blocks on the database; a background task writes batches through
+`Store.record_usage`, spooling to JSONL files while the database is down or the buffer is full, and
+re-ingests them later (idempotent on the row id). Design and guarantees: docs/notes/tenancy.md."""
 
 from __future__ import annotations
 
@@ -86,9 +66,8 @@ class UsageLedger:
         self._flush_lock: asyncio.Lock | None = None
         self._down_until = 0.0
         self._failures = 0
-        self._bad_files: dict[
-            str, tuple[int, int]
-        ] = {}  # spool file -> (failures, fresh rows then)
+        # spool file -> (failures, fresh rows then)
+        self._bad_files: dict[str, tuple[int, int]] = {}
         self.closed = False
         self.stats = collections.Counter()
 
@@ -150,9 +129,7 @@ class UsageLedger:
                     continue
                 try:
                     ok = await self._write(batch)
-                except (
-                    BaseException
-                ):  # cancelled mid-write: keep the batch (a double is ignored later)
+                except BaseException:  # cancelled mid-write: keep the batch (a double is ignored)
                     self._spill(batch)
                     raise
                 if ok:
@@ -279,9 +256,7 @@ class UsageLedger:
             return
         self.closed = True
         task, self._task = self._task, None
-        if (
-            task is not None
-        ):  # let a flush in progress finish, then stop the loop (no cancel mid-write)
+        if task is not None:  # let a flush in progress finish, then stop (no cancel mid-write)
             self._wake.set()
             done, _ = await asyncio.wait({task}, timeout=self.close_timeout_s)
             if not done:

@@ -55,7 +55,8 @@ def subjects_for(key: Any, ns: Any, settings: LimitSettings) -> list[Subject]:
 
 
 def window_of(name: str, now: float, window_s: float = 60.0) -> tuple[int, float]:
-    """The window a subject is in at `now` and the seconds until it ends (stable per-subject phase)."""
+    """The window a subject is in at `now` and the seconds until it ends (stable per-subject
+    phase)."""
     phase = (zlib.crc32(name.encode()) % 10_000) / 10_000 * window_s
     pos = now + phase
     w = math.floor(pos / window_s)
@@ -93,7 +94,8 @@ class Admission:
     settled: bool = False
 
     def headers(self) -> dict[str, str]:
-        """The rate-limit headers of a successful response (limits skipped by fail-open left out)."""
+        """The rate-limit headers of a successful response (limits skipped by fail-open left
+        out)."""
         return limit_headers(sg for sg in self.grants.values() if sg[1].window != -1)
 
 
@@ -177,11 +179,8 @@ class LocalLimiter:
         if st is None:
             st = self._state[name] = _Local()
         elif st.window is not None and now >= st.expires:
-            st.window, st.balance, st.denied_until = (
-                None,
-                0,
-                0.0,
-            )  # the window is over: its units are void
+            # the window is over: its units are void
+            st.window, st.balance, st.denied_until = None, 0, 0.0
         return st
 
     def _note_use(self, st: _Local, units: int, now: float) -> None:
@@ -224,11 +223,15 @@ class LocalLimiter:
                 return Grant(True, sub.limit, sub.limit, 0.0, 0.0, -1)
             if st.window != r["window"]:
                 st.window, st.balance = r["window"], 0
-            st.expires = (
-                now + r["reset_s"]
-            )  # measured from the ask: never later than the shared end
+            # measured from the ask: never later than the shared end
+            st.expires = now + r["reset_s"]
             st.balance += r["granted"]
             st.shared_left = r["remaining"]
+            if self.clock() >= st.expires:
+                # the answer came back after its window ended: its units belong to a window that
+                # is over, and spending them now would charge the next one beyond its limit
+                st.window, st.balance = None, 0
+                return None
             if st.balance >= need:
                 return self._grant(sub, st, now)
             st.denied_until = now + min(self.deny_cache_s, r["reset_s"])
@@ -237,13 +240,15 @@ class LocalLimiter:
     async def _call(self, req: dict[str, Any]) -> dict[str, Any]:
         """One call to the shared limiter, bounded: a restarting limiter is a TimeoutError here
         (fail_open then decides), never a request that hangs."""
-        return await asyncio.wait_for(self.shared(req), self.call_timeout_s)
+        async with asyncio.timeout(self.call_timeout_s):  # no extra task, unlike wait_for
+            return await self.shared(req)
 
     async def acquire(self, subjects: list[Subject]) -> Admission:
         """Admits a request against every subject or raises RateLimited (nothing taken then).
         Request subjects take one unit; token subjects need a balance > 0 and are charged later
         by `settle`."""
-        if self._task is None:  # idle leases go back even if no one called start()
+        # idle leases go back even if no one called start() (a test's own clock drives sweep())
+        if self._task is None and self.clock is time.monotonic:
             self.start()
         adm = Admission()
         taken: list[tuple[Subject, int]] = []
@@ -258,7 +263,8 @@ class LocalLimiter:
                 reset = max(st.expires - self.clock(), 0.0)
                 what = "requests" if sub.kind == REQUESTS else "tokens"
                 raise RateLimited(
-                    f"rate limit reached: {sub.limit} {what} per minute for this {'API key' if sub.scope == 'key' else 'namespace'}; "
+                    f"rate limit reached: {sub.limit} {what} per minute for this "
+                    f"{'API key' if sub.scope == 'key' else 'namespace'}; "
                     f"retry in {max(1, math.ceil(reset))} s",
                     retry_after_s=max(reset, 0.001),
                     details={

@@ -1,16 +1,7 @@
-"""Organisations, namespaces, API keys, limits and the usage ledger's table, through SQLAlchemy.
-
-SQLite is the embedded default; `Settings.database_url` selects another engine (PostgreSQL:
-`postgresql+psycopg://user:pw@host:port/db`). The schema is owned by Alembic migrations
-(rawinfer/tenancy/migrations); `create_schema()` upgrades to head and is safe to call from several
-processes at once. Keys are `sk_` + 43 random URL-safe characters, shown once at creation and
-stored only as a SHA-256 hash (keys carry 256 bits of entropy, so a fast hash is enough: there is
-nothing to brute-force). A key is found by a short non-secret lookup prefix and then compared in
-constant time.
-
-Limits (`rpm`, `tpm` on keys and namespaces): NULL = the configured default, 0 = unlimited,
-N > 0 = N per minute. Every datetime is stored in UTC.
-"""
+"""The Store: organisations, namespaces, API keys and their limits, and the usage table, through
+SQLAlchemy (SQLite by default; `Settings.database_url` picks another engine, e.g. PostgreSQL).
+Limits: NULL = the configured default, 0 = unlimited, N = N per minute. Every datetime is UTC.
+Schema, key secrets and concurrency: docs/notes/tenancy.md."""
 
 from __future__ import annotations
 
@@ -41,6 +32,7 @@ from rawinfer.tenancy.tables import (
     new_key_secret,
     utc,
 )
+from rawinfer.tenancy.usage import insert_usage, summarize_usage
 
 
 def _check_limit(name: str, value: Any) -> None:
@@ -313,9 +305,7 @@ class Store:
     def record_usage(self, rows: list[dict[str, Any]]) -> int:
         """Inserts usage rows in one transaction; a row whose `id` is already stored is skipped
         (so a batch may be re-sent after a failure). Unknown fields are ignored, missing ones take
-        their defaults. Returns how many rows were new. (SQL in rawinfer/tenancy/ledger.py.)"""
-        from rawinfer.tenancy.usage import insert_usage
-
+        their defaults. Returns how many rows were new. (SQL in usage.py.)"""
         return insert_usage(self.engine, rows)
 
     def usage_summary(
@@ -330,7 +320,5 @@ class Store:
         """Totals of a namespace's usage in [start, end) (either open), one row per group
         (`group_by` in key, target, task, status, day (UTC); None: one row of totals): requests,
         prompt/completion/total tokens, audio seconds, media bytes, cache hits, errors (status >=
-        400), mean latency. (SQL in rawinfer/tenancy/ledger.py.)"""
-        from rawinfer.tenancy.usage import summarize_usage
-
+        400), mean latency. (SQL in usage.py.)"""
         return summarize_usage(self.engine, namespace_id, start, end, group_by, key_id=key_id)

@@ -24,29 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 KEY_PREFIX = "sk_"
-
-
 KEY_RE = re.compile(r"^sk_[A-Za-z0-9_-]{32,128}$")
-
-
 LOOKUP_LEN = 8  # characters after the prefix kept in clear to find the row
-
-
 NAMESPACE_ID_RE = re.compile(r"^ns_[A-Za-z0-9]{12,64}$")
-
-
 NAMESPACE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-
-
 ORG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "leave as it is"
-
-
 _ALNUM = string.ascii_lowercase + string.digits
-
-
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
 

@@ -44,7 +44,7 @@ def usage_row(**fields: Any) -> dict[str, Any]:
     return row
 
 
-# ---------------------------------------------------------------- the usage table (Store delegates here)
+# ------------------------------------------------ the usage table (Store delegates here)
 def insert_usage(engine, rows: list[dict[str, Any]]) -> int:
     """Inserts usage rows in one transaction; a row whose `id` is already stored is skipped
     (so a batch may be re-sent after a failure). Unknown fields are ignored, missing ones take

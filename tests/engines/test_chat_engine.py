@@ -12,7 +12,8 @@ import json
 import pytest
 from chat_fixtures import MAX_MODEL_LEN, PERSON, SERVED, needs_vllm  # noqa: E402
 
-from models.chat import ChatEngine, prepare_packaged_smollm2
+from models.chat import ChatEngine
+from models.smollm2 import prepare_packaged_smollm2
 from rawinfer.contract import ChatParams
 from rawinfer.contract.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
 from rawinfer.core.settings import Settings

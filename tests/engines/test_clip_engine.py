@@ -155,7 +155,8 @@ def test_config_registers_in_another_process(engine, built):
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from models.clip import ClipEngine;"
-        "e = ClipEngine(sys.argv[2], sys.argv[3], served_model='x', model_config_path=sys.argv[4]); e.load();"
+        "e = ClipEngine(sys.argv[2], sys.argv[3], served_model='x', "
+        "model_config_path=sys.argv[4]); e.load();"
         "print(','.join(repr(float(v)) for v in e.embed_texts(['a red square'])[0]))"
     )
     out = (
@@ -281,7 +282,8 @@ def test_decompression_bombs_are_refused_before_decoding(monkeypatch):
         encoded(gradient(), "JPEG")[:400],
         encoded(gradient(), "PNG")[:300],
         encoded(gradient(), "PNG")[:60] + b"\0" * 500,
-        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",  # EPS would run Ghostscript
+        # EPS would run Ghostscript
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     ],
     ids=["empty", "text", "garbage", "truncated-jpeg", "truncated-png", "corrupt-png", "eps"],
 )

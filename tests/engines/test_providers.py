@@ -1,9 +1,6 @@
-"""Cloud-provider adapters against local fakes of each provider's wire format (tests/fake_providers).
-
-Checks both sides: what the adapter sent (path, auth header, model, messages, image parts, audio
-upload, Vertex instances) and what came back (the contract's data shapes, `parsed`, tokens), and
-how provider failures map onto the service's errors (never a 500, never a key in sight).
-"""
+"""Cloud-provider adapters against local fakes of each provider's wire format
+(tests/fake_providers): the seed rows (what was sent, what came back), the registry, and the
+catalog as the one source of each cloud model's tasks."""
 
 from __future__ import annotations
 
@@ -12,17 +9,24 @@ import math
 
 import pytest
 from fake_providers import (
+    ANTHROPIC_KEY,
     GOOGLE_KEY,
     MM_DIMS,
     OPENAI_KEY,
     Fakes,
     chat,
+    fails,
     make,
+    models_for,
     run,
 )
 
 from models.providers import ADAPTERS, GoogleSettings, ProviderSettings
+from models.providers.base import catalog_models
 from rawinfer.contract import Task, detect_task
+from rawinfer.contract.errors import InvalidRequest
+from rawinfer.core.catalog import load_catalog
+from rawinfer.core.settings import REPO_ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(64)
@@ -163,9 +167,9 @@ def test_seed_rows(fakes, row):
     else:
         sent = fakes.vertex.requests[-1]
         assert sent.headers["x-goog-api-key"] == GOOGLE_KEY
-        assert (
-            sent.path
-            == "/v1/projects/proj-1/locations/europe-west4/publishers/google/models/multimodalembedding@001:predict"
+        assert sent.path == (
+            "/v1/projects/proj-1/locations/europe-west4/publishers/google/models/"
+            "multimodalembedding@001:predict"
         )
         assert out["model"] == "multimodalembedding@001" and out["tokens_used"] is None
     if task in ("chat", "vision"):
@@ -238,18 +242,50 @@ def test_registry_and_settings():
     assert set(ADAPTERS) == {"openai", "google", "anthropic"}
     s = ProviderSettings(api_key=OPENAI_KEY)
     assert OPENAI_KEY not in repr(s) and OPENAI_KEY not in str(s.model_dump())
-    g = ADAPTERS["google"](
-        ProviderSettings(api_key=GOOGLE_KEY)
-    )  # a plain ProviderSettings is widened
+    # a plain ProviderSettings is widened
+    g = ADAPTERS["google"](ProviderSettings(api_key=GOOGLE_KEY), models=models_for("google"))
     assert isinstance(g.settings, GoogleSettings) and g.settings.key() == GOOGLE_KEY
     assert g.tasks_for("gemini-2.5-flash") == {"chat", "vision"}
     assert g.tasks_for("multimodalembedding") == {"multimodal_embedding"}
-    o, a = ADAPTERS["openai"](), ADAPTERS["anthropic"]()
-    assert o.tasks_for("text-embedding-3-small") == {"text_embedding"} and o.tasks_for(
-        "whisper-1"
-    ) == {"transcription"}
-    assert o.tasks_for("gpt-4o") == {"chat", "vision"} and o.tasks_for("gpt-3.5-turbo") == {"chat"}
+    o = ADAPTERS["openai"](models=models_for("openai"))
+    a = ADAPTERS["anthropic"](models=models_for("anthropic"))
+    assert o.tasks_for("text-embedding-3-small") == {"text_embedding"}
+    assert o.tasks_for("whisper-1") == {"transcription"}
+    assert o.tasks_for("gpt-4o") == {"chat", "vision"} and o.tasks_for("gpt-3.5-turbo") == set()
     assert a.tasks_for("claude-sonnet-4-5") == {"chat", "vision"} and a.tasks_for("gpt-4o") == set()
+
+
+@pytest.mark.parametrize("path", ["catalog.yaml", "catalog.gpu.yaml"])
+def test_the_catalog_declares_each_cloud_models_tasks(path):
+    """The catalog is the one source of a cloud model's tasks; an adapter knows only the tasks
+    its wire format serves, and every provider backend claims no more than those."""
+    catalog = load_catalog(REPO_ROOT / path)
+    for name, spec in catalog.backends.items():
+        if spec.engine != "provider":
+            continue
+        wire = ADAPTERS[spec.provider].tasks
+        assert {t.value for t in spec.tasks} <= wire, name
+        table = catalog_models(catalog, name)
+        assert table and all(set(ts) <= wire for ts in table.values())
+        adapter = ADAPTERS[spec.provider](models=table)
+        for model, tasks in table.items():
+            assert adapter.tasks_for(model) == set(tasks)
+    assert ADAPTERS["openai"].tasks == {"chat", "vision", "text_embedding", "transcription"}
+    assert ADAPTERS["google"].tasks == {"chat", "vision", "multimodal_embedding"}
+    assert ADAPTERS["anthropic"].tasks == {"chat", "vision"}
+
+
+def test_without_a_table_only_the_wire_format_limits_tasks(fakes):
+    """A deployment given no table (the ingress has resolved the name through the catalog):
+    any model, but still only the tasks the provider's API serves (400 otherwise)."""
+    a = ADAPTERS["anthropic"]({"api_key": ANTHROPIC_KEY, "base_url": fakes.anthropic.url})
+    assert a.tasks_for("any-model") == {"chat", "vision"}
+    embed = {"task": "text_embedding", "model": "claude-x", "inputs": {"text": "x"}}
+    err, _ = fails(a, {**embed, "parameters": {}})
+    assert isinstance(err, InvalidRequest) and err.details["supported_tasks"] == ["chat", "vision"]
+    assert not fakes.anthropic.requests
+    out = run(a, chat("claude-anything"))
+    assert out["data"]["responses"][0]["text"] == "echo: What is AI?"
 
 
 # ------------------------------------------------------------------------------ chat details

@@ -1,4 +1,5 @@
-"""Provider adapters against the wire-format fakes: errors, retries, deadlines, redaction, credentials."""
+"""Provider adapters against the wire-format fakes: errors, retries, deadlines, redaction,
+credentials."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Local transcription on real speech: LibriVox recordings (Debian pocketsphinx-testdata) with
-their transcripts, and espeak-ng speech. Engines load the packaged whisper models once per module."""
+their transcripts, and espeak-ng speech. Engines load the packaged whisper models once per
+module."""
 
 from __future__ import annotations
 
@@ -14,13 +15,9 @@ from faster_whisper.audio import decode_audio as fw_decode_audio
 from helpers import CLIP, LIBRIVOX, REFS, normalise, wer, word_errors  # noqa: F401
 
 from models.audio import decode_audio
-from models.transcription import (
-    TranscriptionParams,
-    WhisperEngine,
-    parse_transcription_params,
-    prepare_packaged_whisper,
-)
+from models.transcription import WhisperEngine, prepare_packaged_whisper
 from rawinfer.contract.errors import InvalidRequest
+from rawinfer.contract.transcription import TranscriptionParams, parse_transcription_params
 
 
 def test_wer_function():

@@ -5,9 +5,7 @@ from __future__ import annotations
 from helpers import CLIP, LIBRIVOX, REFS, normalise, wer, word_errors  # noqa: F401
 from test_transcription_engine import paths  # noqa: F401  (fixtures)
 
-from models.transcription import (
-    prepare_packaged_whisper,
-)
+from models.transcription import prepare_packaged_whisper
 
 
 def test_prepare_is_checksummed_and_idempotent(tmp_path, paths):
@@ -39,7 +37,8 @@ def test_prepare_is_checksummed_and_idempotent(tmp_path, paths):
 
 
 def test_the_light_language_table_is_faster_whispers():
-    """rawinfer/contract/transcription.py keeps Whisper's languages without importing faster-whisper (the
+    """rawinfer/contract/transcription.py keeps Whisper's languages without importing
+    faster-whisper (the
     ingress validates parameters with it); it must stay the library's own set."""
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 

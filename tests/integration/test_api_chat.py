@@ -24,7 +24,7 @@ def http(service):
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from models.chat import prepare_packaged_smollm2
+    from models.smollm2 import prepare_packaged_smollm2
     from rawinfer.core.settings import Settings
 
     return AutoTokenizer.from_pretrained(str(prepare_packaged_smollm2(Settings().cache_dir)))

@@ -53,7 +53,8 @@ def _rows(database_url: str, request_ids: list[str]) -> dict[str, dict]:
         rows = (
             c.execute(
                 sa.text(
-                    "SELECT request_id, status, prompt_tokens, completion_tokens, target FROM usage_records "
+                    "SELECT request_id, status, prompt_tokens, completion_tokens, target FROM "
+                    "usage_records "
                     "WHERE request_id IN :ids"
                 ).bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": request_ids},

@@ -53,7 +53,8 @@ def stats(http, service, ns: str) -> dict:
 
 
 def settle(http, service, ns: str, observations: int, timeout: float = 30) -> dict:
-    """Waits until the background work has added an entry and recorded `observations` in the namespace."""
+    """Waits until the background work has added an entry and recorded `observations` in the
+    namespace."""
     deadline = time.monotonic() + timeout
     while True:
         s = stats(http, service, ns)

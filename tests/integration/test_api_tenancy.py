@@ -16,7 +16,8 @@ EMBED = {"inference_name": E5, "inputs": {"text": "limits"}}
 def test_requests_per_minute_hold_across_two_ingress_replicas(service):
     from rawinfer.tenancy.limits import window_of
 
-    # the burst must fall in one window: a burst that straddles a boundary may see 2 x rpm (documented)
+    # the burst must fall in one window: a burst that straddles a boundary may see 2 x rpm
+    # (documented)
     _, left = window_of(f"key:{service.key_ids['limited']}:rpm", time.time())
     if left < 20:
         time.sleep(left + 0.5)

@@ -154,7 +154,8 @@ def test_batch_as_a_ray_job(service, ray_head, tmp_path):
     )
     assert not (out.parent / "out.progress.jsonl").exists()
     # nothing of the cluster's logs holds the key, except where Ray records the job's runtime_env
-    # (env_vars included: docs/deploy.md says to use a RayJob's Secret for a key that must stay secret)
+    # (env_vars included: docs/deploy.md says to use a RayJob's Secret for a key that must stay
+    # secret)
     key = service.keys["a"].encode()
     leaked = [p for p in ray_temp.rglob("*") if p.is_file() and key in _read(p)]
     assert {p.name for p in leaked} <= {"runtime_env_agent.log"}, leaked

@@ -5,7 +5,8 @@ to the session `service`: once with a valid key and its namespace, once without 
 any response that does not match the document (status, content type, body schema), or any error
 that is not in the contract's error body (OpenAI's on the OpenAI-compatible routes) fails.
 
-Bounded for `make test` (RAWINFER_FUZZ_EXAMPLES per route and mode, default 25); `make fuzz` runs longer.
+Bounded for `make test` (RAWINFER_FUZZ_EXAMPLES per route and mode, default 25); `make fuzz` runs
+longer.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def fuzz_key(service):
-    """A key and namespace of their own, so the fuzzer's traffic and usage rows touch no one else's."""
+    """A key and namespace of their own, so the fuzzer's traffic and usage rows touch no one
+    else's."""
     from rawinfer.tenancy.store import Store
 
     store = Store(service.database_url)
@@ -108,7 +110,8 @@ def fuzz(service, headers: dict[str, str] | None, expect=None) -> None:
                 continue
             except Exception as e:  # noqa: BLE001 (hypothesis' shrunk failure, with its example)
                 failures.append(
-                    f"{op.method.upper()} {op.path} [{mode.value}]: {type(e).__name__}: {str(e)[:1500]}"
+                    f"{op.method.upper()} {op.path} [{mode.value}]: {type(e).__name__}: "
+                    f"{str(e)[:1500]}"
                 )
     assert not failures, "\n\n".join(failures)
 

@@ -14,7 +14,8 @@ from test_hostile import MEDIA_CAP, b64
 
 
 def png_bomb(width: int, height: int) -> bytes:
-    """A complete, valid grayscale PNG of zeros: a few hundred KB that decodes to width*height bytes."""
+    """A complete, valid grayscale PNG of zeros: a few hundred KB that decodes to width*height
+    bytes."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (

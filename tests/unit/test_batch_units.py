@@ -1,4 +1,5 @@
-"""Units of `rawinfer batch` that need no service: the progress journal, line checks, Retry-After."""
+"""Units of `rawinfer batch` that need no service: the progress journal, line checks,
+Retry-After."""
 
 from __future__ import annotations
 

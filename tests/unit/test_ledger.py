@@ -1,6 +1,6 @@
 """The usage ledger on real databases: background flushes, close() on shutdown, a database outage
-(SQLite: the table is away; PostgreSQL: the database refuses connections) spooled to disk and re-ingested
-with no loss and no duplicates, bounded memory, spool files of killed processes."""
+(SQLite: the table is away; PostgreSQL: the database refuses connections) spooled to disk and
+re-ingested with no loss and no duplicates, bounded memory, spool files of killed processes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def counts(store: Store) -> tuple[int, int, int]:
     with store.engine.connect() as c:
         n, distinct, tokens = c.execute(
             text(
-                "SELECT count(*), count(DISTINCT id), coalesce(sum(prompt_tokens), 0) FROM usage_records"
+                "SELECT count(*), count(DISTINCT id), coalesce(sum(prompt_tokens), 0) FROM "
+                "usage_records"
             )
         ).one()
     return int(n), int(distinct), int(tokens)

@@ -260,4 +260,4 @@ def test_garbage_outputs_are_a_500_naming_the_plugin(test_plugins, tmp_path, mod
     assert ok == {"score": 0.5}
 
 
-# ------------------------------------------------------------------------------ gateway (ingress validation)
+# ---------------------------------------------------------------------gateway (ingress validation)

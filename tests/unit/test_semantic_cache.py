@@ -51,7 +51,8 @@ def hand_tau(s: float, delta: float, t_hat: float, gamma: float, var_t: float) -
 
 
 def test_tau_at_the_threshold_with_no_uncertainty():
-    # Var = 0: t′ = t̂ for every ε; at s = t̂, σ = 1/2 and the smallest ε wins: τ = 1 − δ/(1 − (1−1e-6)/2)
+    # Var = 0: t′ = t̂ for every ε; at s = t̂, σ = 1/2 and the smallest ε wins: τ = 1 − δ/(1 −
+    # (1−1e-6)/2)
     assert policy.tau(0.8, 0.02, Fit(0.8, 50.0, 0.0)) == pytest.approx(
         1 - 0.02 / (1 - (1 - 1e-6) / 2), abs=1e-5
     )
@@ -143,7 +144,7 @@ def test_fit_matches_newton_raphson_and_the_delta_method():
     assert f.var_t == pytest.approx(var, rel=2e-2)
 
 
-# ---------------------------------------------------------------- the error bound on a synthetic workload
+# ----------------------------------------------------------the error bound on a synthetic workload
 
 
 def workload(seed: int, n: int, dim: int = 48):
@@ -195,7 +196,8 @@ def test_the_observed_error_rate_stays_within_delta(delta):
 
 
 def test_a_static_threshold_breaks_the_bound_on_the_same_workload():
-    """The workload is hard: a fixed 0.85 threshold serves near misses (why vCache learns one per entry)."""
+    """The workload is hard: a fixed 0.85 threshold serves near misses (why vCache learns one per
+    entry)."""
     store, errors, n = SemanticStore(100_000), 0, 3000
     for topic, v in workload(1, n):
         found = store.nearest("p", v)
@@ -206,4 +208,4 @@ def test_a_static_threshold_breaks_the_bound_on_the_same_workload():
     assert errors / n > 0.05
 
 
-# ---------------------------------------------------------------- store: isolation, persistence, eviction
+# ----------------------------------------------------------store: isolation, persistence, eviction

@@ -7,7 +7,8 @@ import asyncio
 import gc
 
 import pytest
-from test_semantic_cache import FixedDraw, answers
+from test_semantic_cache import FixedDraw
+from test_semantic_cache_store import answers
 
 from rawinfer.cache.cache import SemanticCache
 from rawinfer.cache.judge import ExactMatchJudge

@@ -241,7 +241,8 @@ def test_usage_summary_totals_and_grouping(store):
     assert store.record_usage(rows) == 5
     assert store.record_usage(rows[:2] + [_row(a, "k1", day=2)]) == 1  # re-sent rows are ignored
     [total] = store.usage_summary(a, T0 - timedelta(hours=1), T0 + timedelta(days=2))
-    # the cache hit's 3 tokens were served from the semantic cache: counted apart from the models' tokens
+    # the cache hit's 3 tokens were served from the semantic cache: counted apart from the models'
+    # tokens
     assert total == {
         "requests": 4,
         "prompt_tokens": 10,

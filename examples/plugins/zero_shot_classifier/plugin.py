@@ -1,6 +1,7 @@
 """Zero-shot text classification by embedding similarity: each label becomes a hypothesis
 ("This text is about {label}."), the text and the hypotheses are embedded by the service's
-text-embedding deployment (`context.embed`), and the cosine similarities, divided by a temperature, go through a softmax.
+text-embedding deployment (`context.embed`), and the cosine similarities, divided by a temperature,
+go through a softmax.
 Labels are given per request (`parameters.labels`); no training.
 
 Call it as `zero_shot_classifier_1_0_0`, `mixpeek://zero_shot_classifier@1.0.0/labels` or
@@ -65,7 +66,8 @@ class ZeroShotClassifier(Plugin):
     )
 
     def load(self, context: PluginContext) -> None:
-        # the service's text-embedding deployment embeds (no model in this replica); see docs/plugins.md
+        # the service's text-embedding deployment embeds (no model in this replica); see
+        # docs/plugins.md
         self.embed = context.embed
 
     def infer(self, inputs: list[Inputs], parameters: list[Parameters]) -> list[Outputs]:

@@ -1,15 +1,8 @@
 """The store's schema as Alembic migrations, run programmatically (no alembic.ini needed).
 
-`upgrade(engine)` brings a database to head. It is what `Store.create_schema()` calls at ingress
-start and from the CLI, so it must be safe when several processes call it at once:
-- PostgreSQL: the whole upgrade runs in one transaction holding a transaction-level advisory
-  lock (`pg_advisory_xact_lock`), so a second process waits and then finds the schema at head;
-- SQLite: an exclusive `flock` on `<database>.migrate-lock` beside the file serialises processes;
-- in one process, a lock serialises threads.
-A database created by the old `create_all` (tables present, no `alembic_version`) is stamped at
-0001 first and then upgraded. The command-line `alembic` works too:
-`alembic -c rawinfer/tenancy/migrations/alembic.ini -x url=... upgrade head` (see env.py).
-"""
+`upgrade(engine)` brings a database to head; `Store.create_schema()` calls it, and it is safe
+when several processes call it at once (how: docs/notes/tenancy.md). The command line works too:
+`alembic -c rawinfer/tenancy/migrations/alembic.ini -x url=... upgrade head` (see env.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +15,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 HERE = Path(__file__).resolve().parent
-HEAD = "0002"  # the newest revision (tests check it against the scripts): lets a started database skip Alembic
+# the newest revision (tests check it against the scripts): lets a started database skip Alembic
+HEAD = "0002"
 PG_LOCK_KEY = 0x7261776966  # "rawif": one advisory lock id for rawinfer's migrations
 _thread_lock = threading.Lock()
 

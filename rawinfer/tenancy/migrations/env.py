@@ -1,6 +1,6 @@
-"""Alembic environment. Programmatic use (rawinfer.migrations.upgrade) hands a connection in
-`config.attributes["connection"]`; the command line takes `-x url=...`, else `sqlalchemy.url`, else
-RAWINFER_DATABASE_URL / the default from Settings."""
+"""Alembic environment. Programmatic use (rawinfer.tenancy.migrations.upgrade) hands a connection
+in `config.attributes["connection"]`; the command line takes `-x url=...`, else `sqlalchemy.url`,
+else RAWINFER_DATABASE_URL / the default from Settings."""
 
 from __future__ import annotations
 

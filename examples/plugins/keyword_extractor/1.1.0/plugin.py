@@ -67,7 +67,8 @@ class KeywordExtractor(Plugin):
     MAX_CANDIDATES = 500
 
     def load(self, context: PluginContext) -> None:
-        # the service's text-embedding deployment embeds (no model in this replica); see docs/plugins.md
+        # the service's text-embedding deployment embeds (no model in this replica); see
+        # docs/plugins.md
         self.embed = context.embed
 
     def candidates(self, text: str, p: "KeywordExtractor.Parameters") -> list[str]:
