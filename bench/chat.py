@@ -54,7 +54,8 @@ if __name__ == "__main__":
     from models.chat import ChatEngine
     a = json.loads(sys.stdin.read())
     dtype = ChatEngine(a["model"], served_model="x")._resolve_dtype(current_platform)
-    llm = LLM(model=a["model"], max_model_len=2048, enforce_eager=True, disable_log_stats=True, dtype=dtype,
+    llm = LLM(model=a["model"], max_model_len=2048, enforce_eager=True, disable_log_stats=True,
+        dtype=dtype,
               gpu_memory_utilization=0.2)
     conv = [[{"role": "user", "content": p}] for p in a["prompts"]]
     sp = SamplingParams(temperature=0, max_tokens=a["new_tokens"])
@@ -62,7 +63,8 @@ if __name__ == "__main__":
     t = time.perf_counter()
     outs = llm.chat(conv, sp, use_tqdm=False)
     dt = time.perf_counter() - t
-    print("RESULT " + json.dumps({"seconds": dt, "tokens": sum(len(o.outputs[0].token_ids) for o in outs)}), flush=True)
+    print("RESULT " + json.dumps({"seconds": dt,
+        "tokens": sum(len(o.outputs[0].token_ids) for o in outs)}), flush=True)
     llm.llm_engine.engine_core.shutdown()
 """
 

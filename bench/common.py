@@ -96,7 +96,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values_ms: list[float]) -> str:
-    return f"p50 {statistics.median(values_ms):7.2f} ms  p99 {pct(values_ms, 99):7.2f} ms  (n={len(values_ms)})"
+    p50, p99 = statistics.median(values_ms), pct(values_ms, 99)
+    return f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (n={len(values_ms)})"
 
 
 def machine() -> str:

@@ -128,7 +128,8 @@ def main() -> None:
         "--serve",
         choices=["default", "tuned"],
         default="default",
-        help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 (see common.py)",
+        help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 "
+        "(see common.py)",
     )
     args = ap.parse_args()
     texts = make_texts(args.texts)

@@ -50,7 +50,9 @@ from router.proxy import PROXY_ENV  # noqa: E402
 CLIP_AUDIO = Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
 )
-WORDS = "ray serve inference embedding vector model token cache latency batch replica cluster query".split()
+WORDS = (
+    "ray serve inference embedding vector model token cache latency batch replica cluster query"
+).split()
 CACHE_PROMPTS = ["What is the capital of France?", "Name three primary colours.", "What is 2 + 2?"]
 
 
@@ -232,7 +234,8 @@ class Load:
         print(
             f"\n{machine()}\nload: {a.rate:g} req/s mixed ({a.mix})"
             + (f" + {a.image_rate:g} images/s" if a.image_rate else "")
-            + f" for {a.duration:g} s (open loop), {total} requests, all answered after {elapsed:.1f} s"
+            + f" for {a.duration:g} s (open loop), {total} requests, "
+            f"all answered after {elapsed:.1f} s"
         )
         print(f"{'kind':<11}{'n':>6}{'ok':>6}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}  statuses")
         out: dict = {
@@ -256,7 +259,8 @@ class Load:
                 "statuses": dict(st),
             }
             print(
-                f"{kind:<11}{len(v):>6}{st['200']:>6}{errors:>8}{statistics.median(v):>10.1f}{pct(v, 99):>10.1f}  {dict(st)}"
+                f"{kind:<11}{len(v):>6}{st['200']:>6}{errors:>8}"
+                f"{statistics.median(v):>10.1f}{pct(v, 99):>10.1f}  {dict(st)}"
             )
         # latency over the run: p50 of the requests sent in each fifth (a collapse shows as growth)
         start = min((min(v) for v in self.sent.values() if v), default=0.0)
@@ -274,7 +278,8 @@ class Load:
             cache_hits=self.cache_hits,
         )
         print(
-            f"{'all':<11}{total:>6}{ok:>6}{total - ok:>8}{out['p50_ms']:>10.1f}{out['p99_ms']:>10.1f}"
+            f"{'all':<11}{total:>6}{ok:>6}{total - ok:>8}"
+            f"{out['p50_ms']:>10.1f}{out['p99_ms']:>10.1f}"
             f"  throughput {out['throughput_rps']} ok/s; semantic cache hits {self.cache_hits}"
         )
         mem = [m for _, m in samples]

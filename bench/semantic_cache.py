@@ -80,7 +80,8 @@ def main() -> None:
         "--serve",
         choices=["default", "tuned"],
         default="default",
-        help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 (bench/common.py)",
+        help="tuned: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 + RAY_SERVE_ENABLE_HA_PROXY=1 "
+        "(bench/common.py)",
     )
     a = ap.parse_args()
     from rawinfer.tenancy.store import Store

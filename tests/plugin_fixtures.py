@@ -22,7 +22,8 @@ class BadManifest(Plugin):
         text: str
     class Outputs(BaseModel):
         text: str
-    manifest = Manifest(name="bad_manifest", version="1.0", Inputs=Inputs, Outputs=Outputs, outputs=["text"],
+    manifest = Manifest(name="bad_manifest", version="1.0", Inputs=Inputs, Outputs=Outputs,
+        outputs=["text"],
                         example={"text": "x"})
     def infer(self, inputs, parameters):
         return [{"text": x.text} for x in inputs]
@@ -34,7 +35,8 @@ class LoadFails(Plugin):
         text: str
     class Outputs(BaseModel):
         text: str
-    manifest = Manifest(name="load_fails", version="1.0.0", Inputs=Inputs, Outputs=Outputs, outputs=["text"],
+    manifest = Manifest(name="load_fails", version="1.0.0", Inputs=Inputs, Outputs=Outputs,
+        outputs=["text"],
                         resources=Resources(num_cpus=0.01), example={"text": "x"})
     def load(self, context):
         raise RuntimeError("weights file missing: demo")
@@ -53,11 +55,13 @@ class EchoRaiser(Plugin):
         text: str
     manifest = Manifest(name="echo_raiser", version="1.0.0", Inputs=Inputs, Parameters=Parameters,
                         Outputs=Outputs, outputs=["text"], resources=Resources(num_cpus=0.01),
-                        batch=Batching(max_batch_size=8, batch_wait_timeout_s=0.2), example={"text": "x"})
+                        batch=Batching(max_batch_size=8, batch_wait_timeout_s=0.2),
+                            example={"text": "x"})
     def infer(self, inputs, parameters):
         if any(x.text == "boom" for x in inputs):
             raise ValueError("boom: a secret-looking internal message that must not reach clients")
-        return [self.Outputs(text=x.text.upper() if p.upper else x.text) for x, p in zip(inputs, parameters)]
+        return [self.Outputs(text=x.text.upper() if p.upper else x.text) for x, p in zip(inputs,
+            parameters)]
 ''',
     "garbage_outputs": HEADER
     + """
@@ -67,7 +71,8 @@ class GarbageOutputs(Plugin):
     class Outputs(BaseModel):
         score: float
     manifest = Manifest(name="garbage_outputs", version="1.0.0", Inputs=Inputs, Outputs=Outputs,
-                        outputs=["score"], resources=Resources(num_cpus=0.01), batch=Batching(max_batch_size=1),
+                        outputs=["score"], resources=Resources(num_cpus=0.01),
+                            batch=Batching(max_batch_size=1),
                         example={"mode": "ok"})
     def infer(self, inputs, parameters):
         mode = inputs[0].mode

@@ -5,8 +5,6 @@ and httpx are imported when a run starts."""
 from __future__ import annotations
 
 import argparse
-import email.utils
-import hashlib
 import json
 import math
 import os

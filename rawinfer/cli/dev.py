@@ -30,7 +30,8 @@ def dev_init(args) -> None:
         f"{ns.name}' \\\n"
         "    -H 'Content-Type: application/json' \\\n"
         "    -d "
-        '\'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "hello world"}}\''
+        '\'{"inference_name": "multilingual_e5_large_instruct_v1", '
+        '"inputs": {"text": "hello world"}}\''
     )
 
 

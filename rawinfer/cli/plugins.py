@@ -108,7 +108,8 @@ def cmd_list(args) -> None:
         name = row.get("inference_name") or "-"
         line = f"{name:32} {row['status']:6} {row['source']}"
         if "service" in row:
-            line += f"  [service: {row['service']}{': ' + row['service_error'] if row.get('service_error') else ''}]"
+            err = ": " + row["service_error"] if row.get("service_error") else ""
+            line += f"  [service: {row['service']}{err}]"
         print(line)
         if row.get("error"):
             print(f"    error: {row['error']}")

@@ -26,16 +26,20 @@ class {cls}(Plugin):
         text: str = Field(min_length=1, max_length=20_000)
 
     class Parameters(BaseModel):  # what `parameters` may hold, with defaults
-        dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions (renormalised)")
+        dimensions: int | None = Field(None, ge=1,
+            description="keep the first N dimensions (renormalised)")
 
     class Outputs(BaseModel):  # what `data` is; every response is validated against it
         embedding: list[float]
         dimensions: int
 
     manifest = Manifest(
-        name="{name}", version="1.0.0", description="Embeds a text with the service's text-embedding model",
-        tasks=["text_embedding"], Inputs=Inputs, Parameters=Parameters, Outputs=Outputs, outputs=["embedding"],
-        resources=Resources(num_cpus=0.05), batch=Batching(max_batch_size=16, batch_wait_timeout_s=0.01),
+        name="{name}", version="1.0.0",
+            description="Embeds a text with the service's text-embedding model",
+        tasks=["text_embedding"], Inputs=Inputs, Parameters=Parameters, Outputs=Outputs,
+            outputs=["embedding"],
+        resources=Resources(num_cpus=0.05), batch=Batching(max_batch_size=16,
+            batch_wait_timeout_s=0.01),
         example={{"text": "hello world"}},
     )
 

@@ -125,7 +125,8 @@ def test_batch_as_a_ray_job(service, ray_head, tmp_path):
     url, ray_temp = ray_head
     client = JobSubmissionClient(url)
     job = client.submit_job(
-        entrypoint=f"python -m rawinfer.batch in.jsonl {out} --url {service.url} --namespace team-a "
+        entrypoint=f"python -m rawinfer.batch in.jsonl {out} --url {service.url} "
+        "--namespace team-a "
         f"--api-key-env {KEY_ENV} --concurrency 2 --progress-every 1",
         runtime_env={"working_dir": str(job_dir), "env_vars": {KEY_ENV: service.keys["a"]}},
     )

@@ -105,8 +105,8 @@ def test_deeply_nested_json_in_every_json_route(http, service, depth):
     h = {**service.headers(), "Content-Type": "application/json"}
     nested = deep(depth)
     bodies = {
-        "/v1/inference": '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": %s}}'
-        % nested,
+        "/v1/inference": '{"inference_name": "multilingual_e5_large_instruct_v1",'
+        ' "inputs": {"text": %s}}' % nested,
         "/v1/embeddings": '{"model": "all-minilm-l6-v2", "input": %s}' % nested,
         "/v1/chat/completions": '{"model": "local/smollm2-135m-instruct", "messages": %s}' % nested,
     }
@@ -263,29 +263,33 @@ def test_wrong_types_in_every_field(http, service, label, body):
     [
         (
             "invalid utf-8 inside a string",
-            b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "a\xff\xfeb"}}',
+            b'{"inference_name": "multilingual_e5_large_instruct_v1",'
+            b' "inputs": {"text": "a\xff\xfeb"}}',
         ),
         (
             "overlong utf-8",
-            b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "\xc0\xaf"}}',
+            b'{"inference_name": "multilingual_e5_large_instruct_v1",'
+            b' "inputs": {"text": "\xc0\xaf"}}',
         ),
         (
             "lone surrogate escape",
-            b'{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "a\\ud800b"}}',
+            b'{"inference_name": "multilingual_e5_large_instruct_v1",'
+            b' "inputs": {"text": "a\\ud800b"}}',
         ),
         (
             "NaN literal",
-            b'{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": NaN}}',
+            b'{"provider": "local", "model": "smollm2-135m-instruct",'
+            b' "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": NaN}}',
         ),
         (
             "huge exponent",
-            b'{"provider": "local", "model": "smollm2-135m-instruct", "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": 1e999}}',
+            b'{"provider": "local", "model": "smollm2-135m-instruct",'
+            b' "inputs": {"prompts": ["hi"]}, "parameters": {"temperature": 1e999}}',
         ),
         (
             "utf-16 body",
-            '{"inference_name": "multilingual_e5_large_instruct_v1", "inputs": {"text": "x"}}'.encode(
-                "utf-16"
-            ),
+            '{"inference_name": "multilingual_e5_large_instruct_v1",'
+            ' "inputs": {"text": "x"}}'.encode("utf-16"),
         ),
     ],
 )

@@ -51,7 +51,8 @@ class ZeroShotClassifier(Plugin):
     manifest = Manifest(
         name="zero_shot_classifier",
         version="1.0.0",
-        description="Classify a text into labels given per request, by embedding similarity (no training)",
+        description="Classify a text into labels given per request, by embedding similarity "
+        "(no training)",
         tasks=["text_classification"],
         Inputs=Inputs,
         Parameters=Parameters,

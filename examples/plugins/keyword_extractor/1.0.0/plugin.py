@@ -35,7 +35,8 @@ class KeywordExtractor(Plugin):
     manifest = Manifest(
         name="keyword_extractor",
         version="1.0.0",
-        description="Keywords and key phrases of a text, ranked by embedding similarity to it (KeyBERT-style)",
+        description="Keywords and key phrases of a text, ranked by embedding similarity to it "
+        "(KeyBERT-style)",
         tasks=["keyword_extraction"],
         Inputs=Inputs,
         Parameters=Parameters,
