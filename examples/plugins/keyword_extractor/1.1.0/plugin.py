@@ -49,7 +49,8 @@ class KeywordExtractor(Plugin):
     manifest = Manifest(
         name="keyword_extractor",
         version="1.1.0",
-        description="Keywords and key phrases of a text, diversified with Maximal Marginal Relevance",
+        description="Keywords and key phrases of a text, diversified with Maximal Marginal "
+        "Relevance",
         tasks=["keyword_extraction"],
         Inputs=Inputs,
         Parameters=Parameters,
