@@ -256,7 +256,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--api-key-env",
         default=DEFAULT_KEY_ENV,
         metavar="VAR",
-        help=f"environment variable holding the API key (default: {DEFAULT_KEY_ENV})",
+        help=f"environment variable holding the API key (default: {DEFAULT_KEY_ENV}); unset, "
+        "against a service on this machine, the development key `make run` made is used",
     )
     p.add_argument(
         "--namespace",

@@ -1,4 +1,18 @@
-"""`rawinfer cache ...`: the semantic cache's admin commands.
+"""`rawinfer cache clear|stats`: the semantic cache's admin commands, through Ray (default) or
+the admin HTTP API (`--url`); `_DESCRIPTION`, the commands' help, says how each reaches it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rawinfer.cli.common import _store, _table
+
+_DESCRIPTION = """\
+`rawinfer cache ...`: the semantic cache's admin commands.
 
     rawinfer cache clear --namespace NAME      # drop every entry of a namespace
     rawinfer cache stats [--namespace NAME]    # size, and per partition lookups, hits, error rate
@@ -11,16 +25,6 @@ Two ways to reach the running cache:
 - `--url URL`: through the admin HTTP API (`GET|DELETE /v1/admin/cache?namespace=`) with an
   admin key (`--key`, or the RAWINFER_ADMIN_KEY environment variable), from anywhere.
 """
-
-from __future__ import annotations
-
-import argparse
-import json
-import os
-import sys
-from typing import Any
-
-from rawinfer.cli.common import _store, _table
 
 
 def _ray_call(args, request: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +111,7 @@ def add_parser(sub) -> None:
         c = group.add_parser(
             name,
             help=help_,
-            description=__doc__,
+            description=_DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         c.set_defaults(fn=fn)

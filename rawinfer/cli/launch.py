@@ -1,11 +1,6 @@
-"""Deploy serve_config.yaml into a running Ray, the way `serve run serve_config.yaml` does.
-
-`make run` uses the public `serve run` CLI. Tests and benchmarks call `deploy()` here so that
-they run the same config file with a few overrides (port, database, app settings) inside a Ray
-they started themselves (`ray.init(address="local", ...)`). Like `serve run`, this goes through
-Serve's config path (`ServeDeploySchema` -> controller), so the file's per-deployment options
-(resources, autoscaling, user_config) apply exactly as in production.
-"""
+"""Deploy serve_config.yaml into a running Ray the way `serve run` does (Serve's config path, so
+per-deployment options apply as in production), with a few overrides (port, database, settings).
+`make run` uses `serve run` itself; tests and benchmarks call `deploy()` inside their own Ray."""
 
 from __future__ import annotations
 
