@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import socket
-import sqlite3
 import statistics
 import sys
 import threading
@@ -43,96 +41,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 from common import machine, pct, start_service, stop_service  # noqa: E402
+from fault_load import (  # noqa: E402
+    fixed_rate,
+    lat_summary,
+    replaced_after,
+    replica_actors,
+)
+from fault_store import scenario_database, scenario_shutdown  # noqa: E402
 
 from router.proxy import PROXY_ENV  # noqa: E402
 
-EMBED = {"inference_name": "multilingual_e5_large_instruct_v1"}
 RESULTS: dict[str, dict] = {}
 
 
-def embed_body(i: int) -> dict:
-    return {**EMBED, "inputs": {"text": f"fault injection request number {i}"}}
-
-
-async def fixed_rate(
-    url: str,
-    headers: dict,
-    rate: float,
-    duration: float,
-    body=embed_body,
-    path="/v1/inference",
-    timeout: float = 60,
-) -> list[tuple[float, float, int]]:
-    """Open loop: (sent at s, latency s, status or 0 for a transport error) per request."""
-    out: list[tuple[float, float, int]] = []
-    async with httpx.AsyncClient(
-        base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=256)
-    ) as c:
-        t0 = time.perf_counter()
-
-        async def one(i: int):
-            sent = time.perf_counter()
-            try:
-                status = (await c.post(path, json=body(i), headers=headers)).status_code
-            except httpx.HTTPError:
-                status = 0
-            out.append((sent - t0, time.perf_counter() - sent, status))
-
-        tasks, i = [], 0
-        while i / rate < duration:
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-            i += 1
-        await asyncio.gather(*tasks)
-    return sorted(out)
-
-
-def lat_summary(rows) -> str:
-    ms = [r[1] * 1000 for r in rows if r[2] == 200]
-    return (
-        f"p50 {statistics.median(ms):.1f} ms, p99 {pct(ms, 99):.1f} ms (n={len(ms)})"
-        if ms
-        else "no successes"
-    )
-
-
 # ------------------------------------------------------------------------------------ replica
-
-
-def replica_actors(deployment: str) -> list:
-    import ray
-
-    names = [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if "SERVE_REPLICA" in a["name"] and f"#{deployment}#" in a["name"]
-    ]
-    return [ray.get_actor(n, namespace="serve") for n in names]
-
-
-async def replaced_after(
-    deployment: str, running: int, since: float, limit: float = 120.0
-) -> float | None:
-    """Seconds from `since` until Serve reports `running` replicas of `deployment` again, after it
-    first noticed the loss (fewer than `running`; until then the dead replica still counts)."""
-    from ray import serve
-
-    noticed = False
-    while time.perf_counter() - since < limit:
-        app = serve.status().applications.get("rawinfer")
-        dep = app.deployments.get(deployment) if app else None
-        up = sum(
-            n
-            for state, n in (dep.replica_states.items() if dep else ())
-            if getattr(state, "value", state) == "RUNNING"
-        )
-        noticed = noticed or up < running
-        if noticed and up >= running:
-            return time.perf_counter() - since
-        await asyncio.sleep(0.2)
-    return None
 
 
 async def scenario_replica(url: str, headers: dict, rate: float, kill: int = 1) -> dict:
@@ -270,127 +192,7 @@ async def scenario_slowclient(url: str, headers: dict, n: int = 64, seconds: flo
 # ------------------------------------------------------------------------------------ database
 
 
-def usage_rows(db_path: str, key_id: str) -> dict[int, int]:
-    con = sqlite3.connect(db_path, timeout=30)
-    try:
-        rows = con.execute(
-            "SELECT status, COUNT(*) FROM usage_records WHERE key_id = ? GROUP BY status", (key_id,)
-        ).fetchall()
-    finally:
-        con.close()
-    return dict(rows)
-
-
-async def scenario_database(
-    url: str, headers: dict, db_path: str, key_id: str, lock_s: float = 45
-) -> dict:
-    await asyncio.sleep(3)  # earlier scenarios' rows flushed
-    before = usage_rows(db_path, key_id)
-    stop = threading.Event()
-
-    def hold_lock():
-        con = sqlite3.connect(db_path, timeout=30, isolation_level=None)
-        con.execute("BEGIN EXCLUSIVE")
-        stop.wait(lock_s)
-        con.execute("ROLLBACK")
-        con.close()
-
-    th = threading.Thread(target=hold_lock, daemon=True)
-    t_lock = time.perf_counter()
-    th.start()
-
-    # requests with the cached key and with keys unknown to the cache (a new secret each time)
-    async def usage_report() -> int:  # a route that reads the database itself (not only the key)
-        await asyncio.sleep(2)
-        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-            return (await c.get("/v1/usage", headers=headers)).status_code
-
-    report = asyncio.create_task(usage_report())
-    rows = await fixed_rate(url, headers, 5, lock_s + 10)
-    bogus = await fixed_rate(url, {**headers, "Authorization": "Bearer sk_" + "x" * 43}, 1, 1)
-    report_status = await report
-    th.join()
-    unlocked = time.perf_counter() - t_lock
-    served = sum(1 for r in rows if r[2] == 200)
-    statuses = {s: sum(1 for r in rows if r[2] == s) for s in sorted({r[2] for r in rows})}
-    # authenticated requests are those that got past auth: all but 503s from the key store
-    deadline = time.monotonic() + 180  # the ledger retries the database with backoff
-    while True:
-        after = usage_rows(db_path, key_id)
-        new = {s: after.get(s, 0) - before.get(s, 0) for s in after}
-        if new.get(200, 0) >= served or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(1)
-    out = {
-        "lock_s": lock_s,
-        "statuses": statuses,
-        "unknown_key_statuses": sorted({r[2] for r in bogus}),
-        "usage_report_status": report_status,
-        "served": served,
-        "usage_rows_200": new.get(200, 0),
-        "usage_rows_by_status": new,
-        "rows_lost": served - new.get(200, 0),
-        "unlocked_after_s": round(unlocked, 1),
-    }
-    print(
-        f"database: SQLite locked for {lock_s:g} s under 5 req/s: statuses {statuses}, unknown "
-        f"keys got "
-        f"{out['unknown_key_statuses']}, GET /v1/usage got {report_status}; {served} answered 200 "
-        f"and {out['usage_rows_200']} usage rows with status 200 "
-        f"reached the database after the lock ({out['rows_lost']} lost); rows by status {new}"
-    )
-    return out
-
-
 # ------------------------------------------------------------------------------------ shutdown
-
-
-async def scenario_shutdown(url: str, headers: dict, db_path: str, key_id: str) -> dict:
-    from ray import serve
-
-    await asyncio.sleep(3)
-    before = usage_rows(db_path, key_id)
-    audio = Path(
-        "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
-    )
-    slow = {
-        "provider": "local",
-        "model": "whisper-tiny.en",
-        "inputs": {"audio_base64": base64.b64encode(audio.read_bytes()).decode()},
-    }
-    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-
-        async def one(body):
-            try:
-                return (await c.post("/v1/inference", json=body, headers=headers)).status_code
-            except httpx.HTTPError as e:
-                return type(e).__name__
-
-        tasks = [asyncio.create_task(one(slow)) for _ in range(4)] + [
-            asyncio.create_task(one(embed_body(i))) for i in range(20)
-        ]
-        await asyncio.sleep(0.5)
-        t0 = time.perf_counter()
-        delete = asyncio.create_task(asyncio.to_thread(serve.delete, "rawinfer"))
-        statuses = await asyncio.gather(*tasks)
-        await delete
-        took = time.perf_counter() - t0
-    after = usage_rows(db_path, key_id)
-    new = {s: after.get(s, 0) - before.get(s, 0) for s in after}
-    ok = sum(1 for s in statuses if s == 200)
-    out = {
-        "in_flight": len(tasks),
-        "ok": ok,
-        "statuses": {str(s): statuses.count(s) for s in set(statuses)},
-        "usage_rows_new": sum(new.values()),
-        "delete_s": round(took, 1),
-    }
-    print(
-        f"shutdown: serve.delete with {len(tasks)} requests in flight: {ok} answered 200 "
-        f"({out['statuses']}); "
-        f"{out['usage_rows_new']} usage rows written by the time the app was gone ({took:.1f} s)"
-    )
-    return out
 
 
 # ------------------------------------------------------------------------------------ main
