@@ -106,3 +106,7 @@ class ChatDeployment:
                 yield event
         except RawInferError as e:
             yield to_wire(e)
+
+
+DEPLOYMENT = ChatDeployment
+OPTIONS = ChatOptions

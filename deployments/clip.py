@@ -128,3 +128,7 @@ class ClipDeployment:
 
         rows = await asyncio.to_thread(self.engine.encode_batch, torch.cat(batch))
         return [rows[i : i + 1] for i in range(len(batch))]
+
+
+DEPLOYMENT = ClipDeployment
+OPTIONS = ClipOptions

@@ -105,3 +105,7 @@ class PluginDeployment:
     @serve.batch(**Batching().model_dump())
     async def _batched(self, batch: list[dict[str, Any]]) -> list[Any]:
         return await self.runner.run(batch)
+
+
+DEPLOYMENT = PluginDeployment
+OPTIONS = PluginOptions

@@ -42,3 +42,7 @@ class ProviderDeployment:
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         timeout_s = float(request.get("timeout_s") or DEFAULT_TIMEOUT_S)
         return await self.adapter.run(request, max(timeout_s - DEADLINE_MARGIN_S, 0.1))
+
+
+DEPLOYMENT = ProviderDeployment
+OPTIONS = provider_options  # called with the provider name

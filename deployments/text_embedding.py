@@ -64,3 +64,7 @@ class TextEmbeddingDeployment:
             out.append(self.engine.finish(prepared, rows[start:end]))
             start = end
         return out
+
+
+DEPLOYMENT = TextEmbeddingDeployment
+OPTIONS = TextEmbeddingOptions

@@ -73,3 +73,7 @@ class TranscriptionDeployment:
             "tokens_used": None,
             "usage": {"audio_seconds": data["duration"]},
         }
+
+
+DEPLOYMENT = TranscriptionDeployment
+OPTIONS = TranscriptionOptions

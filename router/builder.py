@@ -1,8 +1,8 @@
 """The app builder serve_config.yaml names (`import_path: router.builder:build_app`).
 
 `build_app(args)` reads Settings once (args override the environment), loads the catalog, binds
-one deployment per configured backend (deployments.REGISTRY picks the class) and the ingress
-with handles to them. Everything the replicas receive is plain data."""
+one deployment per configured backend (deployments.REGISTRY picks the class by `engine`) and the
+ingress with handles to them. Everything the replicas receive is plain data."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def build_app(args: dict[str, Any] | None = None):
     from deployments import REGISTRY
     from deployments.limiter import RateLimiterDeployment
     from models.providers import ADAPTERS
+    from models.providers.base import catalog_models
 
     args = dict(args or {})
     settings = Settings(**args.get("settings", {}))
@@ -40,6 +41,8 @@ def build_app(args: dict[str, Any] | None = None):
                     .bind(data, backends.get(settings.plugins_embedding_backend))
                 )
             else:
+                if spec.engine == "provider":  # the catalog's model -> tasks table, checked there
+                    data["models"] = catalog_models(catalog, name)
                 backends[name] = REGISTRY[spec.engine].options(name=name).bind(data)
     # which cloud providers have credentials (the keys themselves stay in each provider replica)
     ready = {

@@ -2,7 +2,7 @@
 
 auth -> parse -> validate -> resolve -> task -> payload -> backend call (with deadline) -> response.
 Backends are async callables taking and returning plain data (router/app.py wraps Serve handles
-into them). Raises rawinfer.errors classes; router/errors.py turns them into statuses.
+into them). Raises rawinfer.contract.errors classes; router/errors.py turns them into statuses.
 """
 
 from __future__ import annotations
