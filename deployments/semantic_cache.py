@@ -31,51 +31,65 @@ class SemanticCacheConfig(BaseModel):
 
 
 class CacheMetrics:
+    """Labelled by namespace and target only: a partition id is unbounded, never a label."""
+
     def __init__(self) -> None:
         from ray.serve.metrics import Counter, Gauge
 
-        tags = ("namespace", "target", "partition")
+        tags = ("namespace", "target")
         self.lookups = Counter(
             "rawinfer_semantic_cache_lookups_total",
             tag_keys=(*tags, "result"),
-            description="Semantic cache lookups by result: hit (served cached), miss, explore.",
+            description="Cache lookups by result: hit (served cached), miss, explore; exact_hit, "
+            "exact_miss (the exact tier, hits served by an ingress replica's own LRU included).",
         )
         self.observations = Counter(
             "rawinfer_semantic_cache_observations_total",
             tag_keys=(*tags, "verdict"),
-            description="Explored requests judged against the cached answer.",
+            description="Explored requests, and audited exact hits, judged against the cached "
+            "answer.",
         )
         self.error_rate = Gauge(
             "rawinfer_semantic_cache_error_rate",
             tag_keys=tags,
-            description="Estimated rate of wrong cached answers served, per partition.",
+            description="Estimated rate of wrong semantic answers served, per target.",
         )
         self.entries = Gauge(
-            "rawinfer_semantic_cache_entries", description="Entries held, all partitions."
+            "rawinfer_semantic_cache_entries",
+            tag_keys=("tier",),
+            description="Entries held, all partitions.",
         )
 
     def record(self, cache: SemanticCache, req: dict[str, Any], out: dict[str, Any]) -> None:
-        op, partition = req.get("op"), req.get("partition")
-        if op not in ("lookup", "observe") or partition is None:
+        op = req.get("op")
+        if op not in ("lookup", "observe", "exact_get", "exact_report") or "partition" not in req:
             return
-        tags = {
-            "namespace": str(req.get("namespace", "-")),
-            "target": str(req.get("label", "-")),
-            "partition": str(partition)[:12],
-        }
+        tags = {"namespace": str(req.get("namespace", "-")), "target": str(req.get("label", "-"))}
         if op == "lookup":
             result = {"exploit": "hit", "miss": "miss", "explore": "explore"}.get(
                 out.get("action"), "miss"
             )
             self.lookups.inc(tags={**tags, "result": result})
+        elif op == "exact_get":
+            result = "exact_hit" if out.get("found") else "exact_miss"
+            self.lookups.inc(tags={**tags, "result": result})
+        elif op == "exact_report":
+            if req.get("hits"):
+                self.lookups.inc(int(req["hits"]), tags={**tags, "result": "exact_hit"})
+            bad = int(req.get("audit_incorrect") or 0)
+            good = int(req.get("audits") or 0) - bad
+            for verdict, n in (("correct", good), ("incorrect", bad)):
+                if n > 0:
+                    self.observations.inc(n, tags={**tags, "verdict": verdict})
         else:
             self.observations.inc(
                 tags={**tags, "verdict": "correct" if req.get("correct") else "incorrect"}
             )
-        c = cache.stats.get(partition)
+        c = cache.by_label.get((tags["namespace"], tags["target"]))
         if c and c["lookups"]:
             self.error_rate.set(c["estimated_errors"] / c["lookups"], tags=tags)
-        self.entries.set(len(cache.store))
+        self.entries.set(len(cache.store), tags={"tier": "semantic"})
+        self.entries.set(len(cache.exact), tags={"tier": "exact"})
 
 
 @serve.deployment(
@@ -134,8 +148,8 @@ class SemanticCacheDeployment:
         self._start()
 
     async def __call__(self, req: dict[str, Any]) -> dict[str, Any]:
-        """`{"op": "lookup"|"observe"|"add"|"clear"|"stats"|"snapshot", ...}` (see
-        SemanticCache)."""
+        """`{"op": "lookup"|"observe"|"add"|"exact_get"|"exact_put"|"exact_report"|"clear"|
+        "stats"|"snapshot", ...}` (see SemanticCache)."""
         self._start()
         try:
             if req.get("op") == "snapshot":

@@ -47,8 +47,9 @@ async def dispatch(
     semantic cache deployment's call (`GET|DELETE /v1/admin/cache?namespace=`: stats, clear)."""
     path = path.strip("/")
     if path == "cache" and method in ("GET", "DELETE"):
-        fn = admin.cache_stats if method == "GET" else admin.clear_cache
-        return 200, await fn(store, cache, query.get("namespace"))
+        if method == "GET":
+            return 200, await admin.cache_stats(store, cache, query.get("namespace"))
+        return 200, await admin.clear_cache(store, cache, query.get("namespace"), query.get("tier"))
     if path == "usage" and method == "GET":
         ns = query.get("namespace")
         if not ns:

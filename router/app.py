@@ -297,6 +297,9 @@ class Ingress:
             self.settings.max_body_bytes,
             cache=self.cache_call,
         )
+        cache_cleared = path.strip("/") == "cache" and request.method == "DELETE"
+        if cache_cleared and self.gateway.cache and request.query_params.get("tier") != "semantic":
+            self.gateway.cache.forget(out["namespace"])  # the others' copies expire (docs/cache.md)
         return json_response({**out, "request_id": rid}, status)
 
     @api.get("/v1/inference/models")

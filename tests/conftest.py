@@ -193,8 +193,13 @@ def service(tmp_path_factory, fakes) -> Service:
                     str(REPO / "examples" / "plugins"),
                     str(write_test_plugins(tmp / "plugins")),
                 ],
-                # the semantic cache's snapshot in this run's folder; seeded explore/exploit draws
-                "semantic_cache": {"snapshot_path": str(tmp / "semantic-cache.npz"), "seed": 7},
+                # the semantic cache's snapshot in this run's folder; seeded explore/exploit draws;
+                # an ingress replica's exact answers expire in 1 s (a clear reaches all by then)
+                "semantic_cache": {
+                    "snapshot_path": str(tmp / "semantic-cache.npz"),
+                    "seed": 7,
+                    "exact_local_ttl_s": 1.0,
+                },
             },
         )
         deploy(config)

@@ -11,6 +11,10 @@ Protocol (what the ingress does, rawinfer/cache/client.py):
 3. after a miss: `add(...)`. When a near-identical entry appeared meanwhile (concurrent misses
    of one prompt) nothing is added and the existing entry is returned to judge and `observe`.
 
+The exact tier (exact.py) sits in front: `exact_get` / `exact_put` by the hash of a
+deterministic request's normalised prompt; the ingress reports the hits its own LRU served and
+the audits it ran with `exact_report`.
+
 Observed error rate per partition: wrong answers served are never seen directly (a hit is not
 checked), so it is estimated by inverse propensity from the explored requests: a request
 explored with probability τ whose cached answer was judged wrong stands for (1 − τ)/τ wrong hits.
@@ -24,6 +28,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from rawinfer.cache.exact import ExactLRU
 from rawinfer.cache.policy import Action, VerifiedPolicy
 from rawinfer.cache.store import SemanticStore
 from rawinfer.core.settings import SemanticCacheSettings
@@ -41,8 +46,13 @@ class SemanticCache:
             s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef
         )
         self.policy = VerifiedPolicy(s.min_observations, rng or random.Random(s.seed))
+        self.exact = ExactLRU(s.exact_max_entries, s.exact_max_bytes, s.exact_namespace_max_entries)
         self.stats: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.labels: dict[str, tuple[str, str]] = {}  # partition -> (namespace, target)
+        # (namespace, target) -> the same counts over its partitions (metrics: no partition label)
+        self.by_label: dict[tuple[str, str], collections.Counter] = collections.defaultdict(
+            collections.Counter
+        )
         self.version = 0  # bumped by every change (the deployment snapshots when it moved)
 
     @classmethod
@@ -64,6 +74,7 @@ class SemanticCache:
     def _count(self, partition: str, namespace: str, label: str, **inc: float) -> None:
         self.labels[partition] = (namespace, label)
         self.stats[partition].update(inc)
+        self.by_label[(namespace, label)].update(inc)
 
     # ---------------------------------------------------------------- protocol
     def lookup(
@@ -149,11 +160,55 @@ class SemanticCache:
         self.version += 1
         return {"added": True, "entry_id": entry.id}
 
-    def clear(self, namespace: str) -> dict[str, Any]:
-        n = self.store.clear_namespace(namespace)
+    # ---------------------------------------------------------------- exact tier
+    def exact_get(self, key: str, partition: str, namespace: str, label: str) -> dict[str, Any]:
+        response = self.exact.get(key)
+        if response is None:
+            self._count(partition, namespace, label, exact_misses=1)
+            return {"found": False}
+        self._count(partition, namespace, label, exact_hits=1)
+        return {"found": True, "response": response}
+
+    def exact_put(
+        self, key: str, partition: str, namespace: str, label: str, response: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.labels[partition] = (namespace, label)
+        return {"added": self.exact.put(key, namespace, response)}
+
+    def exact_report(
+        self,
+        partition: str,
+        namespace: str,
+        label: str,
+        hits: int = 0,
+        audits: int = 0,
+        audit_incorrect: int = 0,
+    ) -> dict[str, Any]:
+        """What an ingress replica's own LRU served, and the audits it judged."""
+        self._count(
+            partition,
+            namespace,
+            label,
+            exact_hits=int(hits),
+            exact_audits=int(audits),
+            exact_audit_incorrect=int(audit_incorrect),
+        )
+        return {"applied": True}
+
+    def clear(self, namespace: str, tier: str | None = None) -> dict[str, Any]:
+        """Every entry of a namespace, or only those of one tier (`exact` or `semantic`)."""
+        if tier not in (None, "exact", "semantic"):
+            raise ValueError(f"tier must be exact or semantic, not {tier!r}")
+        n = self.exact.clear(namespace) if tier != "semantic" else 0
+        if tier == "exact":
+            self.version += 1
+            return {"namespace": namespace, "cleared": n}
+        n += self.store.clear_namespace(namespace)
         for p in [p for p, (ns, _) in self.labels.items() if ns == namespace]:
             self.labels.pop(p, None)
             self.stats.pop(p, None)
+        for k in [k for k in self.by_label if k[0] == namespace]:
+            del self.by_label[k]
         self.version += 1
         return {"namespace": namespace, "cleared": n}
 
@@ -180,6 +235,10 @@ class SemanticCache:
                     "estimated_error_rate": round(c["estimated_errors"] / lookups, 6)
                     if lookups
                     else 0.0,
+                    "exact_hits": c["exact_hits"],
+                    "exact_misses": c["exact_misses"],
+                    "exact_audits": c["exact_audits"],
+                    "exact_audit_incorrect": c["exact_audit_incorrect"],
                 }
             )
         return out
@@ -194,8 +253,14 @@ class SemanticCache:
             return self.observe(**args)
         if op == "add":
             return self.add(**args)
+        if op == "exact_get":
+            return self.exact_get(**args)
+        if op == "exact_put":
+            return self.exact_put(**args)
+        if op == "exact_report":
+            return self.exact_report(**args)
         if op == "clear":
-            return self.clear(args["namespace"])
+            return self.clear(args["namespace"], args.get("tier"))
         if op == "stats":  # entries: the namespace's when one is given; total_entries: all
             parts = self.partition_stats(args.get("namespace"))
             mine = (
@@ -208,6 +273,10 @@ class SemanticCache:
                 "total_entries": len(self.store),
                 "max_entries": self.store.max_entries,
                 "evicted": self.store.evicted,
+                "exact_entries": self.exact.entries(args["namespace"])
+                if args.get("namespace") is not None
+                else len(self.exact),
+                "exact_bytes": self.exact.bytes,
                 "partitions": parts,
             }
         raise ValueError(f"unknown semantic cache op {op!r}")

@@ -2,9 +2,10 @@
 model are async callables taking and returning plain data).
 
 `plan()` (at prepare time) decides whether a request uses the cache and computes its partition
-(rawinfer/cache/keys.py): chat and vision requests with `enable_semantic_cache: true`,
-not streaming, and greedy (`temperature: 0`) unless `allow_temperature_above_zero`. A request
-with several prompts is one cache entry (its vector combines the prompts'; keys.py).
+(rawinfer/cache/keys.py): chat and vision requests with `enable_semantic_cache: true`, not
+streaming. The exact tier (exact.py) takes deterministic ones (temperature 0 or a fixed seed):
+this replica's LRU, then the shared one, before anything is embedded. The semantic tier takes
+greedy ones unless `allow_temperature_above_zero`. A request with several prompts is one entry.
 
 `execute(plan, fresh)`: embed the prompts, ask the cache. Exploit: answer with the cached data
 and `cache_hit: true` (its `tokens_used` are the cached answer's; the rate limiter is not
@@ -17,10 +18,13 @@ A failing cache or embedder never fails a request: it is logged and the model an
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from rawinfer.cache.exact import ExactLRU, deterministic, exact_key
 from rawinfer.cache.judge import Judge
 from rawinfer.cache.keys import cache_key, combine
 from rawinfer.contract.errors import from_wire, is_wire_error
@@ -30,6 +34,7 @@ log = logging.getLogger("rawinfer.semantic_cache")
 Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 CACHED_FIELDS = ("data", "tokens_used", "model")
+REPORT_EVERY_S = 1.0  # how often a replica tells the cache what its own exact LRU served
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,28 @@ class CachePlan:
     label: str  # the target (metrics, stats)
     texts: tuple[str, ...]
     delta: float
+    exact_key: str | None = None  # deterministic: the exact tier's key
+    semantic: bool = True  # greedy, or sampled answers allowed: the semantic tier too
+
+    @property
+    def where(self) -> dict[str, str]:
+        return {"partition": self.partition, "namespace": self.namespace, "label": self.label}
 
 
 class SemanticCacheClient:
     def __init__(self, settings: SemanticCacheSettings, cache: Call, embed: Embed, judge: Judge):
         self.settings, self.cache, self.embed, self.judge = settings, cache, embed, judge
         self.pending: set[asyncio.Task] = set()
+        s = settings
+        self.local = (
+            ExactLRU(s.exact_local_entries, s.exact_local_bytes, ttl_s=s.exact_local_ttl_s)
+            if s.exact and s.exact_local_entries
+            else None
+        )
+        self.rng = random.Random(s.seed)
+        self._reports: dict[tuple[str, str, str], collections.Counter] = {}
+        self._flush: asyncio.Task | None = None
+        self._flush_waiting = False
 
     def plan(
         self,
@@ -59,14 +80,25 @@ class SemanticCacheClient:
     ) -> CachePlan | None:
         if not enabled or stream or task not in ("chat", "vision"):
             return None
-        temperature = float((payload.get("parameters") or {}).get("temperature", 1.0))
-        if temperature > 0 and not self.settings.allow_temperature_above_zero:
+        params = payload.get("parameters") or {}
+        temperature = float(params.get("temperature", 1.0))
+        semantic = temperature == 0 or self.settings.allow_temperature_above_zero
+        exact = self.settings.exact and deterministic(params)
+        if not (semantic or exact):
             return None
         key = cache_key(namespace, label, task, payload)
         if not key.texts:
             return None
         delta = self.settings.default_max_error_rate if max_error_rate is None else max_error_rate
-        return CachePlan(key.partition, namespace, label, key.texts, float(delta))
+        return CachePlan(
+            key.partition,
+            namespace,
+            label,
+            key.texts,
+            float(delta),
+            exact_key(key.partition, key.texts) if exact else None,
+            semantic,
+        )
 
     async def _ask(self, req: dict[str, Any]) -> dict[str, Any]:
         out = await self.cache(req)
@@ -80,14 +112,18 @@ class SemanticCacheClient:
     async def execute(
         self, plan: CachePlan, fresh: Callable[[], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any]:
+        if plan.exact_key is not None:
+            hit = await self._exact(plan, fresh)
+            if hit is not None:
+                return hit
+        if not plan.semantic:
+            result = await fresh()
+            self._remember(plan, result)
+            return {**result, "cache_hit": False}
         try:
             async with asyncio.timeout(self.settings.call_timeout_s):
                 vector = await self._vector(plan.texts)
-                where = {
-                    "partition": f"{plan.partition}:{len(vector)}",
-                    "namespace": plan.namespace,
-                    "label": plan.label,
-                }
+                where = plan.where  # another embedder's dimension: the store starts afresh
                 found = await self._ask(
                     {"op": "lookup", **where, "vector": vector, "delta": plan.delta}
                 )
@@ -99,9 +135,82 @@ class SemanticCacheClient:
         if found["action"] == "exploit":
             return {**{k: found["response"].get(k) for k in CACHED_FIELDS}, "cache_hit": True}
         result = await fresh()
+        self._remember(plan, result)
         answer = {k: result.get(k) for k in CACHED_FIELDS}
         self._background(self._learn(where, vector, found, answer))
         return {**result, "cache_hit": False}
+
+    # ---------------------------------------------------------------- exact tier
+    async def _exact(self, plan: CachePlan, fresh) -> dict[str, Any] | None:
+        """The cached answer of an exact repeat, from this replica's LRU or the shared tier."""
+        key = plan.exact_key
+        response = self.local.get(key) if self.local is not None else None
+        if response is not None:
+            self._report(plan, hits=1)
+        else:
+            try:
+                async with asyncio.timeout(self.settings.call_timeout_s):
+                    found = await self._ask({"op": "exact_get", "key": key, **plan.where})
+            except Exception as e:
+                log.warning("exact tier unavailable (%s: %s)", type(e).__name__, e)
+                return None
+            if not found.get("found"):
+                return None
+            response = found["response"]
+            if self.local is not None:
+                self.local.put(key, plan.namespace, response)
+        if self.rng.random() < self.settings.exact_audit_fraction:
+            self._background(self._audit(plan, response, fresh))
+        return {**{k: response.get(k) for k in CACHED_FIELDS}, "cache_hit": True}
+
+    def _remember(self, plan: CachePlan, result: dict[str, Any]) -> None:
+        """A fresh answer to a deterministic request: held here and in the shared tier."""
+        if plan.exact_key is None:
+            return
+        answer = {k: result.get(k) for k in CACHED_FIELDS}
+        if self.local is not None:
+            self.local.put(plan.exact_key, plan.namespace, answer)
+        put = {"op": "exact_put", "key": plan.exact_key, **plan.where, "response": answer}
+        self._background(self._quietly(put))
+
+    async def _quietly(self, req: dict[str, Any]) -> None:
+        try:
+            await self._ask(req)
+        except Exception as e:
+            log.warning("exact tier: %s failed (%s)", req.get("op"), type(e).__name__)
+
+    async def _audit(self, plan: CachePlan, cached: dict[str, Any], fresh) -> None:
+        """Off the request path: the model answers an exact hit too, and the judge compares."""
+        try:
+            result = await fresh()
+            correct = await self.judge(result.get("data") or {}, cached.get("data") or {})
+        except Exception:
+            log.warning("exact tier: an audit failed", exc_info=True)
+            return
+        self._report(plan, audits=1, audit_incorrect=0 if correct else 1)
+
+    def _report(self, plan: CachePlan, **counts: int) -> None:
+        where = (plan.partition, plan.namespace, plan.label)
+        self._reports.setdefault(where, collections.Counter()).update(counts)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._send_reports())
+            self.pending.add(self._flush)
+            self._flush.add_done_callback(self.pending.discard)
+
+    async def _send_reports(self, wait_s: float = REPORT_EVERY_S) -> None:
+        self._flush_waiting = wait_s > 0
+        try:
+            await asyncio.sleep(wait_s)  # cancelled here only (close() sends at once)
+        finally:
+            self._flush_waiting = False
+        reports, self._reports = self._reports, {}
+        for (partition, namespace, label), counts in reports.items():
+            where = {"partition": partition, "namespace": namespace, "label": label}
+            await self._quietly({"op": "exact_report", **where, **counts})
+
+    def forget(self, namespace: str) -> int:
+        """This replica's exact answers of a namespace dropped (the cache was cleared)."""
+        return self.local.clear(namespace) if self.local is not None else 0
 
     def _background(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -141,5 +250,11 @@ class SemanticCacheClient:
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Lets the background observations finish (the replica's shutdown)."""
-        if self.pending:
-            await asyncio.wait(set(self.pending), timeout=timeout_s)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while (work := self.pending - {self._flush}) and loop.time() < end:
+            await asyncio.wait(work, timeout=end - loop.time())
+        if self._reports:  # the counts still waiting for the next report go now
+            if self._flush is not None and self._flush_waiting:
+                self._flush.cancel()
+            await self._send_reports(0)

@@ -13,8 +13,8 @@ leaving one out equals sending its default) and the prompt's structure:
   (the history must match exactly); the last message is embedded.
 - media (vision): the bytes' SHA-256 is in the partition.
 
-The embedding's dimension is appended by the caller once known (another embedder, another
-partition).
+The exact tier (exact.py) keys on the same partition. A vector of another dimension (another
+embedder) makes the store start the partition afresh (store.py).
 """
 
 from __future__ import annotations

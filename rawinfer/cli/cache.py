@@ -14,7 +14,7 @@ from rawinfer.cli.common import _store, _table
 _DESCRIPTION = """\
 `rawinfer cache ...`: the semantic cache's admin commands.
 
-    rawinfer cache clear --namespace NAME      # drop every entry of a namespace
+    rawinfer cache clear --namespace NAME      # drop every entry of a namespace (--tier: one)
     rawinfer cache stats [--namespace NAME]    # size, and per partition lookups, hits, error rate
 
 Two ways to reach the running cache:
@@ -50,6 +50,8 @@ def _http_call(args, method: str) -> dict[str, Any]:
     if not key:
         sys.exit("error: --url needs an admin key: --key or RAWINFER_ADMIN_KEY")
     params = {"namespace": args.namespace} if args.namespace else {}
+    if getattr(args, "tier", None):
+        params["tier"] = args.tier
     r = httpx.request(
         method,
         args.url.rstrip("/") + "/v1/admin/cache",
@@ -78,8 +80,9 @@ def clear(args) -> None:
         out = _http_call(args, "DELETE")
     else:
         ns = _namespace_id(args)
-        out = _ray_call(args, {"op": "clear", "namespace": ns})
-    print(f"cleared {out['cleared']} semantic cache entries of {out['namespace']}")
+        out = _ray_call(args, {"op": "clear", "namespace": ns, "tier": args.tier})
+    tier = f"{args.tier} " if args.tier else ""
+    print(f"cleared {out['cleared']} {tier}cache entries of {out['namespace']}")
 
 
 def stats(args) -> None:
@@ -126,3 +129,7 @@ def add_parser(sub) -> None:
         c.add_argument("--app", default="rawinfer", help="the Serve application's name")
         if name == "stats":
             c.add_argument("--json", action="store_true")
+        else:
+            c.add_argument(
+                "--tier", choices=("exact", "semantic"), help="only this tier (default: both)"
+            )

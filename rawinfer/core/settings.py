@@ -113,6 +113,33 @@ class SemanticCacheSettings(BaseModel):
         gt=0,
         description="cap on the embedding and lookup before a request goes to the model uncached",
     )
+    exact: bool = Field(
+        True,
+        description="the exact tier: a deterministic request (temperature 0 or a fixed seed) whose "
+        "normalised prompt was answered before in its partition is answered from that",
+    )
+    exact_max_entries: int = Field(100_000, ge=1, description="the shared exact tier's entries")
+    exact_max_bytes: int = Field(256 * 2**20, ge=1, description="the shared exact tier's bytes")
+    exact_namespace_max_entries: int | None = Field(
+        None, ge=1, description="entries one namespace may hold in the exact tier (None: no quota)"
+    )
+    exact_local_entries: int = Field(
+        2048, ge=0, description="each ingress replica's own exact LRU (0: ask the shared tier)"
+    )
+    exact_local_bytes: int = Field(32 * 2**20, ge=1)
+    exact_local_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="how long an ingress replica keeps an exact answer (a clear "
+        "reaches every replica within this)",
+    )
+    exact_audit_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="exact hits also answered by the model, off the request path, and judged: "
+        "the audited error in the cache stats",
+    )
 
 
 class MediaSettings(BaseModel):

@@ -292,13 +292,17 @@ async def _cache(cache, req: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def clear_cache(store: Store, cache, namespace: str | None) -> dict[str, Any]:
-    """Drops every semantic cache entry of a namespace (id or name): `DELETE
-    /v1/admin/cache?namespace=`."""
+async def clear_cache(
+    store: Store, cache, namespace: str | None, tier: str | None = None
+) -> dict[str, Any]:
+    """Drops a namespace's (id or name) cache entries, of one tier when given: `DELETE
+    /v1/admin/cache?namespace=[&tier=exact|semantic]`."""
     if not namespace:
         raise InvalidRequest("give ?namespace=<id or name>")
+    if tier not in (None, "exact", "semantic"):
+        raise InvalidRequest("tier must be exact or semantic", {"tier": tier})
     ns = await _namespace(store, namespace)
-    out = await _cache(cache, {"op": "clear", "namespace": ns.id})
+    out = await _cache(cache, {"op": "clear", "namespace": ns.id, "tier": tier})
     return {"namespace": ns.id, "cleared": out["cleared"]}
 
 

@@ -1,6 +1,8 @@
-"""The semantic cache over HTTP: the real ingress, text-embedding, chat (vLLM) and cache
+"""The semantic tier over HTTP: the real ingress, text-embedding, chat (vLLM) and cache
 deployments. The service runs with `semantic_cache.seed` set (tests/conftest.py), so the
-explore/exploit draws repeat from run to run."""
+explore/exploit draws repeat from run to run. An identical greedy prompt is the exact tier's
+(test_api_exact_cache.py): these tests clear that tier before a repeat so the semantic rule
+decides."""
 
 from __future__ import annotations
 
@@ -64,12 +66,23 @@ def settle(http, service, ns: str, observations: int, timeout: float = 30) -> di
         time.sleep(0.1)
 
 
+def forget_exact(http, service, ns: str) -> None:
+    """The exact tier's answers of `ns` dropped (the semantic tier's kept)."""
+    time.sleep(0.2)  # the fresh answer's exact entry is written off the request path
+    r = http.delete(
+        "/v1/admin/cache", params={"namespace": ns, "tier": "exact"}, headers=admin(service)
+    )
+    assert r.status_code == 200, r.text
+    time.sleep(1.05)  # another ingress replica's copy expires (exact_local_ttl_s, conftest.py)
+
+
 def warm(http, service, ns: str, prompt: str, tries: int = 20) -> tuple[dict, dict]:
-    """Asks until the answer comes from the cache: (first answer, cached answer)."""
+    """Asks until the answer comes from the semantic tier: (first answer, cached answer)."""
     first = ask(http, service, ns, prompt)
     assert first["cache_hit"] is False
     for i in range(1, tries):
         settle(http, service, ns, i - 1)
+        forget_exact(http, service, ns)
         body = ask(http, service, ns, prompt)
         if body["cache_hit"]:
             return first, body
@@ -84,8 +97,9 @@ def test_a_repeated_prompt_is_served_from_the_cache(http, service, namespace):
     # vCache's rule: an entry is served only after min_observations (4) explorations agreed with it
     assert p["entries"] == 1 and p["misses"] == 1 and p["hits"] >= 1 and p["explores"] >= 4
     assert p["observations"] >= 4 and p["incorrect"] == 0
-    # δ = 0 tolerates no error at all: always the model
+    # δ = 0 tolerates no error at all: the semantic tier always asks the model
     for _ in range(3):
+        forget_exact(http, service, namespace)
         assert (
             ask(
                 http,
@@ -188,9 +202,15 @@ def test_clearing_a_namespace(http, service, namespace):
 
     ask(http, service, namespace, "What is two plus two?")
     assert settle(http, service, namespace, 0)["entries"] == 1  # added off the request path
+    deadline = time.monotonic() + 10
+    while stats(http, service, namespace)["exact_entries"] < 1:  # written off the path too
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     r = http.delete("/v1/admin/cache", params={"namespace": namespace}, headers=admin(service))
-    assert r.status_code == 200 and r.json()["cleared"] == 1, r.text
+    # the semantic entry and the exact tier's answer
+    assert r.status_code == 200 and r.json()["cleared"] == 2, r.text
     assert stats(http, service, namespace)["partitions"] == []
+    time.sleep(1.05)  # the other ingress replica's exact copy expires (exact_local_ttl_s)
     assert ask(http, service, namespace, "What is two plus two?")["cache_hit"] is False
     (p,) = settle(http, service, namespace, 0)["partitions"]
     assert p["misses"] == 1 and p["entries"] == 1
