@@ -1,13 +1,26 @@
 """The admin HTTP API under /v1/admin/..., behind an admin key: one table from (method, path
-pattern) to the plain functions in rawinfer/tenancy/admin.py; the ingress needs one route."""
+pattern) to the plain functions in rawinfer/tenancy/admin.py, each call scoped to the key's
+organisation (a superuser's: all), throttled per key and written to the audit trail."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import re
+import time
 from typing import Any, Mapping
+from urllib.parse import urlencode
 
-from rawinfer.contract.errors import MethodNotAllowed, NotFound
-from rawinfer.tenancy import admin
+from rawinfer.contract.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    RawInferError,
+    status_of,
+)
+from rawinfer.tenancy import admin, audit
+from rawinfer.tenancy.keys import KeyInfo
 from rawinfer.tenancy.store import Store
 from router.gateway import parse_json, validated
 
@@ -34,8 +47,32 @@ _COMPILED = [
 LIST_FILTERS = {admin.list_namespaces, admin.list_keys}
 
 
+class AdminThrottle:
+    """Admin calls per admin key in a sliding minute, on this ingress replica (a 429 past it)."""
+
+    def __init__(self, rpm: int, clock=time.monotonic):
+        self.rpm, self.clock = rpm, clock
+        self.calls: dict[str, collections.deque] = {}
+
+    def check(self, key_id: str) -> None:
+        now = self.clock()
+        seen = self.calls.setdefault(key_id, collections.deque())
+        while seen and seen[0] <= now - 60:
+            seen.popleft()
+        if len(seen) >= self.rpm:
+            raise RateLimited(
+                f"this admin key made {self.rpm} admin calls in the last minute; slow down",
+                retry_after_s=max(0.1, seen[0] + 60 - now),
+            )
+        seen.append(now)
+        if len(self.calls) > 10_000:  # keys seen once long ago
+            for k in [k for k, d in self.calls.items() if not d or d[-1] <= now - 60]:
+                del self.calls[k]
+
+
 async def dispatch(
     store: Store,
+    actor: KeyInfo,
     method: str,
     path: str,
     query: Mapping[str, str],
@@ -43,21 +80,48 @@ async def dispatch(
     max_body: int,
     cache: Any = None,
 ) -> tuple[int, dict[str, Any]]:
-    """(status, JSON body) of one admin call; the caller has checked the admin key. `cache`: the
-    semantic cache deployment's call (`GET|DELETE /v1/admin/cache?namespace=`: stats, clear)."""
+    """(status, JSON body) of one admin call by `actor`, an admin key (checked by the caller),
+    within its scope (`admin.scope_of`); every call, answered or refused, is in the audit trail."""
     path = path.strip("/")
+    where = path + ("?" + urlencode(dict(query)) if query else "")
+    status = 500
+    try:
+        status, out = await _route(
+            store, admin.scope_of(actor), method, path, query, body, max_body, cache
+        )
+        return status, out
+    except RawInferError as e:
+        status = status_of(e)[0]
+        raise
+    finally:
+        await asyncio.to_thread(audit.record, store, actor, method, where, status)
+
+
+async def _route(store, scope, method, path, query, body, max_body, cache):
+    if path == "audit" and method == "GET":
+        limit = query.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise InvalidRequest("limit must be a whole number from 1 to 1000")
+        rows = await asyncio.to_thread(audit.actions, store, scope, int(limit))
+        return 200, {"data": rows}
     if path == "cache" and method in ("GET", "DELETE"):
         if method == "GET":
-            return 200, await admin.cache_stats(store, cache, query.get("namespace"))
-        return 200, await admin.clear_cache(store, cache, query.get("namespace"), query.get("tier"))
+            return 200, await admin.cache_stats(store, cache, query.get("namespace"), scope=scope)
+        return 200, await admin.clear_cache(
+            store, cache, query.get("namespace"), query.get("tier"), scope=scope
+        )
     if path == "usage" and method == "GET":
         ns = query.get("namespace")
         if not ns:
-            from rawinfer.contract.errors import InvalidRequest
-
             raise InvalidRequest("give ?namespace=<id or name>")
         return 200, await admin.usage(
-            store, ns, query.get("from"), query.get("to"), query.get("group_by"), query.get("key")
+            store,
+            ns,
+            query.get("from"),
+            query.get("to"),
+            query.get("group_by"),
+            query.get("key"),
+            scope=scope,
         )
     allowed = []
     for m, pattern, fn, model in _COMPILED:
@@ -72,7 +136,7 @@ async def dispatch(
             args.append(validated(model, parse_json(body, max_body), ""))
         kwargs = {"org": query["org"]} if fn in LIST_FILTERS and query.get("org") else {}
         return (201 if m == "POST" and not args[:-1] and model is not None else 200), await fn(
-            store, *args, **kwargs
+            store, *args, **kwargs, scope=scope
         )
     if allowed:
         raise MethodNotAllowed(

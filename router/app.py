@@ -143,6 +143,7 @@ class Ingress:
             )
             for name, h in backends.items()
         }
+        self.admin_throttle = admin_routes.AdminThrottle(self.settings.limits.admin_rpm)
         self.cache_call = (
             handle_backend("semantic_cache", semantic_cache, metrics.replica_lost)
             if semantic_cache is not None
@@ -287,9 +288,12 @@ class Ingress:
     async def admin_api(self, request: Request, path: str) -> Response:
         """Organisations, namespaces, keys, limits and usage; admin keys only."""
         rid = _rid(request)
-        admin.require_admin(await self.gateway.auth.key(request.headers.get("authorization")))
+        actor = await self.gateway.auth.key(request.headers.get("authorization"))
+        admin.require_admin(actor)
+        self.admin_throttle.check(actor.id)
         status, out = await admin_routes.dispatch(
             self.store,
+            actor,
             request.method,
             path,
             request.query_params,

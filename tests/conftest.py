@@ -76,7 +76,7 @@ def seed_tenants(database_url: str) -> Service:
     for label, kw in (
         ("limited", {"namespaces": ["limited"], "rpm": 6}),
         ("minilm-only", {"namespaces": ["team-a"], "targets": ["local/all-minilm-l6-v2"]}),
-        ("admin", {"is_admin": True}),
+        ("admin", {"is_superuser": True}),
     ):
         info, secret = store.create_key(label, **kw)
         svc.keys[label], svc.key_ids[label] = secret, info.id

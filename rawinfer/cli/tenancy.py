@@ -41,6 +41,7 @@ def keys_create(args) -> None:
             org=args.org,
             namespaces=args.namespace or None,
             is_admin=args.admin,
+            is_superuser=args.superuser,
             expires_at=expires,
             targets=args.target,
             rpm=args.rpm,
@@ -72,7 +73,7 @@ def keys_list(args) -> None:
                 "targets": ",".join(k.targets) if k.targets is not None else "*",
                 "rpm": k.rpm,
                 "tpm": k.tpm,
-                "admin": k.is_admin,
+                "admin": "superuser" if k.is_superuser else k.is_admin,
                 "active": k.active(),
                 "expires_at": k.expires_at,
             }
@@ -195,7 +196,10 @@ def add_parser(sub) -> None:
         help="limit the key to this target: provider/model, inference "
         "name, feature URI or backend; 'openai/*' by prefix (repeatable)",
     )
-    c.add_argument("--admin", action="store_true")
+    c.add_argument(
+        "--admin", action="store_true", help="an admin key of its organisation (--org) only"
+    )
+    c.add_argument("--superuser", action="store_true", help="an admin key of every organisation")
     c.add_argument("--expires-days", type=float)
     limit_flags(c)
     cmd(keys, "list", keys_list, json_flag=True).add_argument("--org")

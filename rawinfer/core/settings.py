@@ -37,6 +37,11 @@ class LimitSettings(BaseModel):
     )
     deny_cache_s: float = Field(0.2, ge=0, description="a denial is reused locally this long")
     fail_open: bool = True
+    admin_rpm: int = Field(
+        120,
+        ge=1,
+        description="admin API calls one admin key may make a minute, per ingress replica",
+    )
 
 
 class LedgerSettings(BaseModel):

@@ -30,6 +30,7 @@ class KeyInfo:
     targets: tuple[str, ...] | None = None  # None: every target
     rpm: int | None = None  # None: the configured default; 0: unlimited
     tpm: int | None = None
+    is_superuser: bool = False  # an admin key of every organisation
 
     def active(self, now: datetime | None = None) -> bool:
         if self.revoked:
@@ -79,6 +80,7 @@ def _key_info(k: ApiKey) -> KeyInfo:
         tuple(k.targets) if k.targets is not None else None,
         k.rpm,
         k.tpm,
+        bool(k.is_superuser),
     )
 
 

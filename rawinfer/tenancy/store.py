@@ -192,6 +192,7 @@ class Store:
         targets: list[str] | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        is_superuser: bool = False,
     ) -> tuple[KeyInfo, str]:
         """Returns the key's record and its secret; the secret is not kept. `namespaces`/`targets`
         None (or empty namespaces, as before) means every namespace of the org / every target."""
@@ -207,7 +208,8 @@ class Store:
                 secret_hash=hash_key(secret),
                 org_id=org_id,
                 namespaces=ns_ids,
-                is_admin=is_admin,
+                is_admin=is_admin or is_superuser,
+                is_superuser=is_superuser,
                 expires_at=utc(expires_at),
                 targets=list(targets) if targets is not None else None,
                 rpm=rpm,

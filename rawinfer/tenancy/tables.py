@@ -89,6 +89,8 @@ class ApiKey(Base):
         JSON, nullable=True
     )  # None: every namespace of the org
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # an admin key of every organisation; a plain admin key manages its own organisation only
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -122,6 +124,20 @@ class UsageRecord(Base):
         Index("ix_usage_key_time", "key_id", "created_at"),
         Index("ix_usage_time", "created_at"),
     )
+
+
+class AdminAction(Base):
+    """One call of the admin API: who (key, its organisation), what (method, path), the answer."""
+
+    __tablename__ = "admin_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    key_id: Mapped[str] = mapped_column(String(32))
+    org_id: Mapped[str] = mapped_column(String(32))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    status: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index("ix_admin_actions_org_time", "org_id", "created_at"),)
 
 
 USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)

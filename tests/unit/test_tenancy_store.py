@@ -32,7 +32,7 @@ def test_migrations_create_the_schema_from_empty_and_are_idempotent(db_url):
     s = Store(db_url)
     assert current(s.engine) is None
     s.create_schema()
-    assert current(s.engine) == head() == HEAD == "0002"
+    assert current(s.engine) == head() == HEAD == "0003"
     tables = set(inspect(s.engine).get_table_names())
     assert {"organizations", "namespaces", "api_keys", "usage_records", "alembic_version"} <= tables
     assert {"targets", "rpm", "tpm"} <= _columns(s.engine, "api_keys")
@@ -51,7 +51,7 @@ def test_migrations_create_the_schema_from_empty_and_are_idempotent(db_url):
         command.downgrade(config(conn), "base")
     assert set(inspect(s.engine).get_table_names()) <= {"alembic_version"}
     s.create_schema()
-    assert current(s.engine) == "0002"
+    assert current(s.engine) == "0003"
     s.engine.dispose()
 
 
@@ -69,10 +69,28 @@ def test_a_database_made_by_create_all_is_stamped_and_upgraded(db_url):
             {"t": T0},
         )
     s.create_schema()
-    assert current(s.engine) == "0002"
+    assert current(s.engine) == "0003"
     assert s.find_org("old").id == "org_old"
     info, secret = s.create_key("k", org="old", targets=["local/*"], rpm=5)
     assert s.authenticate(secret).rpm == 5
+    s.engine.dispose()
+
+
+def test_admin_keys_from_before_scoping_stay_superusers(db_url):
+    """Migration 0003: an admin key made before admin scoping managed every organisation, and
+    keeps doing so; a plain key does not become an admin."""
+    from alembic import command
+
+    s = Store(db_url)
+    s.create_schema()
+    admin, _ = s.create_key("old-admin", is_admin=True)
+    plain, _ = s.create_key("plain")
+    with s.engine.begin() as conn:
+        command.downgrade(config(conn), "0002")
+    assert "is_superuser" not in {c["name"] for c in inspect(s.engine).get_columns("api_keys")}
+    s.create_schema()
+    assert s.get_key(admin.id).is_superuser and not s.get_key(plain.id).is_superuser
+    assert "admin_actions" in inspect(s.engine).get_table_names()
     s.engine.dispose()
 
 
@@ -101,7 +119,7 @@ def test_concurrent_create_schema_from_two_processes(db_url):
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     engine = create_engine(db_url)
-    assert current(engine) == "0002"
+    assert current(engine) == "0003"
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
