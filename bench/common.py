@@ -41,9 +41,9 @@ def start_service(
     """Starts Ray and the app; returns (base_url, headers). `env` is set before Ray starts (Serve
     reads its knobs once per process). `catalog`: another catalog file (serve_config entries of
     deployments it does not have are dropped)."""
-    from router.proxy import PROXY_ENV
+    from rawinfer.cli.launch import SERVING_ENV
 
-    os.environ.update({**PROXY_ENV, **(env or {})})
+    os.environ.update({**SERVING_ENV, **(env or {})})
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.pop("RAY_ADDRESS", None)
     import ray

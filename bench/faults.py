@@ -49,7 +49,7 @@ from fault_load import (  # noqa: E402
 )
 from fault_store import scenario_database, scenario_shutdown  # noqa: E402
 
-from router.proxy import PROXY_ENV  # noqa: E402
+from rawinfer.cli.launch import SERVING_ENV  # noqa: E402
 
 RESULTS: dict[str, dict] = {}
 
@@ -251,7 +251,7 @@ def main() -> None:
             "request_timeout_s": a.deadline,
             "auth_cache_ttl_s": 1.0,
         },
-        env={**env, **PROXY_ENV},
+        env={**env, **SERVING_ENV},
         deployments={
             "text_embedding": {
                 "ray_actor_options": {"num_cpus": 0.3 / n},

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 from common import machine, pct, start_service, stop_service  # noqa: E402
 
-from router.proxy import PROXY_ENV  # noqa: E402
+from rawinfer.cli.launch import SERVING_ENV  # noqa: E402
 
 CLIP_AUDIO = Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -354,7 +354,7 @@ def main() -> None:
     started = a.url is None
     if started:
         url, headers = start_service(
-            settings=json.loads(a.settings_json), catalog=bench_catalog(), env=PROXY_ENV
+            settings=json.loads(a.settings_json), catalog=bench_catalog(), env=SERVING_ENV
         )
         root = psutil.Process().pid
     else:

@@ -59,6 +59,8 @@ def _env() -> list[dict[str, Any]]:
         # Serve's HTTP proxy cleans X-Request-Id before echoing it (router/proxy.py); read when Ray
         # starts
         {"name": "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "value": "router.proxy:middlewares"},
+        # replicas at niceness 0, not Ray's default 15 (read when Ray starts)
+        {"name": "RAY_worker_niceness", "value": "0"},
     ]
     return env
 

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 # Serve's HTTP proxy cleans X-Request-Id before echoing it (router/proxy.py); read when Ray starts
 export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=router.proxy:middlewares
+# replicas at niceness 0, not Ray's 15, so that other processes on the node do not preempt them
+# (rawinfer/cli/launch.py SERVING_ENV; read when Ray starts)
+export RAY_worker_niceness=0
 unset RAY_ADDRESS
 V=.venv/bin
 URL=${RAWINFER_URL:-http://127.0.0.1:8000}

@@ -149,9 +149,9 @@ def service(tmp_path_factory, fakes) -> Service:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.pop("RAY_ADDRESS", None)
     os.environ.update(provider_env(fakes))  # before ray.init: every worker inherits it
-    from router.proxy import PROXY_ENV
+    from rawinfer.cli.launch import SERVING_ENV
 
-    os.environ.update(PROXY_ENV)  # Serve's proxy sanitises X-Request-Id (router/proxy.py)
+    os.environ.update(SERVING_ENV)  # the proxy's request-id callback, workers at niceness 0
     import ray
     from plugin_fixtures import write_test_plugins
     from ray import serve

@@ -1,25 +1,7 @@
-"""The semantic cache as one object: the store, vCache's policy and per-partition statistics.
-The Serve deployment (deployments/semantic_cache.py) holds one; every method is synchronous,
-fast and takes and returns plain data, so calls through the deployment apply one at a time
-(the reference implementation's serialised update queue).
-
-Protocol (what the ingress does, rawinfer/cache/client.py):
-1. `lookup(partition, vector, delta)`: `miss` (empty partition), `exploit` (serve
-   `response`) or `explore` (call the model; `response` is the cached answer to judge against);
-2. after an explore, off the request path: judge fresh vs cached, then `observe(...)`: the
-   observation goes to the entry and, when the answers differ, the prompt becomes a new entry;
-3. after a miss: `add(...)`. When a near-identical entry appeared meanwhile (concurrent misses
-   of one prompt) nothing is added and the existing entry is returned to judge and `observe`.
-
-The exact tier (exact.py) sits in front: `exact_get` / `exact_put` by the hash of a
-deterministic request's normalised prompt; the ingress reports the hits its own LRU served and
-the audits it ran with `exact_report`.
-
-Observed error rate per partition: wrong answers served are never seen directly (a hit is not
-checked), so it is estimated by inverse propensity from the explored requests: a request
-explored with probability τ whose cached answer was judged wrong stands for (1 − τ)/τ wrong hits.
-Summed over the partition's lookups, it is an unbiased estimate of the served error rate.
-"""
+"""The semantic cache as one object: the store, vCache's policy and per-partition statistics. The
+Serve deployment (deployments/semantic_cache.py) holds one; every method is synchronous, fast and
+takes and returns plain data, so calls through the deployment apply one at a time (the reference
+implementation's serialised update queue). Design notes: docs/notes/cache.md#the-cache-object."""
 
 from __future__ import annotations
 

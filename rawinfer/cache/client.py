@@ -1,19 +1,6 @@
 """The ingress's side of the semantic cache (no Ray: the cache deployment, the embedder and the
-model are async callables taking and returning plain data).
-
-`plan()` (at prepare time) decides whether a request uses the cache and computes its partition
-(rawinfer/cache/keys.py): chat and vision requests with `enable_semantic_cache: true`, not
-streaming. The exact tier (exact.py) takes deterministic ones (temperature 0 or a fixed seed):
-this replica's LRU, then the shared one, before anything is embedded. The semantic tier takes
-greedy ones unless `allow_temperature_above_zero`. A request with several prompts is one entry.
-
-`execute(plan, fresh)`: embed the prompts, ask the cache. Exploit: answer with the cached data
-and `cache_hit: true` (its `tokens_used` are the cached answer's; the rate limiter is not
-charged, the usage ledger counts them as cached). Explore or miss: `fresh()` calls the model and
-its answer is returned; then, in a background task off the request path, the answer is judged
-against the cached one and the observation recorded (explore), or added as an entry (miss).
-A failing cache or embedder never fails a request: it is logged and the model answers uncached.
-"""
+model are async callables taking and returning plain data). Design notes:
+docs/notes/cache.md#the-ingress-client."""
 
 from __future__ import annotations
 

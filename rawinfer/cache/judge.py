@@ -1,15 +1,6 @@
 """Judges: is a freshly generated answer the same as the cached one? Their verdict is vCache's
-observation label (correct = the cached answer would have been right).
-
-Answers are the chat task's `data`: `{"responses": [{"text", "finish_reason", "parsed"?}]}`;
-two answers match when they have as many responses and every pair matches.
-
-- `ExactMatchJudge` (default): texts equal after normalisation (Unicode NFKC, case folded,
-  whitespace collapsed, trailing sentence punctuation dropped); with a schema, the parsed JSON
-  must be equal.
-- `EmbeddingJudge`: cosine similarity of the two texts' embeddings ≥ a threshold.
-- `LLMJudge`: asks a chat model whether the two answers say the same thing (yes/no).
-"""
+observation label (correct = the cached answer would have been right). Design notes:
+docs/notes/cache.md#judges."""
 
 from __future__ import annotations
 

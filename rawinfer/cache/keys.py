@@ -1,21 +1,5 @@
-"""What a chat (or vision) request's cache partition is, and which texts are embedded.
-
-Nothing crosses a partition: it is a hash of the namespace, the resolved target (backend and the
-model that answers), the task, every parameter that changes the output (temperature, max_tokens,
-top_p, stop, seed, schema: all of the task's parameters except `stream`, defaults filled in, so
-leaving one out equals sending its default) and the prompt's structure:
-
-- `prompts` (each answered on its own): the whole request is one cache entry. The system prompt
-  and the number of prompts are in the partition; each prompt is embedded and the entry's vector
-  is their unit vectors concatenated and scaled by 1/√n, so the cosine similarity of two requests
-  is the mean of their prompts' similarities, position by position.
-- `messages` (one conversation): every message but the last, with roles, is in the partition
-  (the history must match exactly); the last message is embedded.
-- media (vision): the bytes' SHA-256 is in the partition.
-
-The exact tier (exact.py) keys on the same partition. A vector of another dimension (another
-embedder) makes the store start the partition afresh (store.py).
-"""
+"""What a chat (or vision) request's cache partition is, and which texts are embedded. Design notes:
+docs/notes/cache.md#partitions."""
 
 from __future__ import annotations
 

@@ -1,25 +1,6 @@
 """vCache's decision rule (Schroeder et al., "vCache: Verified Semantic Prompt Caching", arXiv
-2502.03771; the reference code's `VerifiedDecisionPolicy`), per cached entry.
-
-Every entry keeps observations (s, c): the similarity s of a prompt whose nearest neighbour it
-was, and c = 1 when its cached answer matched the freshly generated one. Each entry starts with
-the reference's two priors (0.0, 0) and (1.0, 1).
-
-- Fit P(correct | s) = σ(γ (s − t̂)): an unpenalised logistic regression of c on [1, s] without
-  intercept, so the coefficients are (β0, γ) and t̂ = −β0 / γ (γ floored at 1e-6, t̂ clipped to
-  [0, 1], both rounded to 3 places as in the reference).
-- Var(t̂): by the delta method from the inverse Fisher information, ∇t̂ = (−1/γ, β0/γ²); when
-  the observations are perfectly separated the maximum-likelihood fit diverges, so (as in the
-  reference) a variance calibrated offline for that number of observations is used.
-- For a new prompt at similarity s and error bound δ, over a grid of ε in (0, 1):
-  t′(ε) = t̂ + z(1−ε) √Var(t̂) (clipped to [0, 1]), α(ε) = (1−ε) σ(γ (s − t′)),
-  τ = min over ε of 1 − δ / (1 − α(ε)). Draw u ~ U(0, 1): u ≤ τ → explore (call the model),
-  else exploit (serve the cached answer). With fewer than `min_observations` real observations
-  the entry is always explored (τ = 1).
-
-Explore with probability τ means a wrong cached answer is served with probability at most
-(1 − τ)(1 − α) ≤ δ, with α a lower confidence bound on P(correct | s).
-"""
+2502.03771; the reference code's `VerifiedDecisionPolicy`), per cached entry. Design notes:
+docs/notes/cache.md#the-policy."""
 
 from __future__ import annotations
 

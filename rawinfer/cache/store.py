@@ -1,15 +1,5 @@
-"""Cached entries, partitioned, with nearest-neighbour search, LRU eviction and snapshots.
-
-A partition (an opaque key, see keys.py: namespace × target × every output-changing parameter)
-has its own hnswlib index in cosine space, so a lookup never crosses partitions and costs
-O(log n) in the partition's entries. `max_entries` bounds all partitions together: adding past
-it evicts the least recently used entries (a served hit or an observation counts as a use)
-wherever they are; a partition left empty is dropped.
-
-`snapshot(path)` writes every entry (vector, answer, observations) to one `.npz` file
-atomically (a temporary file beside it, fsync, rename); `SemanticStore.restore(path)` rebuilds
-the indexes from it. Not thread-safe: one owner (the cache deployment's event loop).
-"""
+"""Cached entries, partitioned, with nearest-neighbour search, LRU eviction and snapshots. Design
+notes: docs/notes/cache.md#the-store."""
 
 from __future__ import annotations
 

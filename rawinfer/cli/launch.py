@@ -12,6 +12,12 @@ from typing import Any
 import yaml
 
 from rawinfer.core.settings import REPO_ROOT
+from router.proxy import PROXY_ENV
+
+# What a Ray that serves rawinfer starts with (scripts/run.sh exports the same): Serve's proxy
+# callback, and workers at niceness 0 (Ray's default, 15, lets any other process on the node,
+# a load generator or a sidecar, preempt the replicas; docs/operations.md)
+SERVING_ENV = {**PROXY_ENV, "RAY_worker_niceness": "0"}
 
 
 def load_config(

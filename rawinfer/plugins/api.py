@@ -1,33 +1,5 @@
-"""The plugin API: what a custom model implements to be served by rawinfer. No Ray here.
-
-A plugin is a `Plugin` subclass with a class-level `manifest` (a `Manifest`) and two methods:
-
-    class MyTextEmbedder(Plugin):
-        class Inputs(BaseModel):
-            text: str
-        class Parameters(BaseModel):
-            normalize: bool = True
-        class Outputs(BaseModel):
-            embedding: list[float]
-
-        manifest = Manifest(name="my_text_embedder", version="1.0.0", description="...",
-                            Inputs=Inputs, Parameters=Parameters, Outputs=Outputs,
-                            outputs=["embedding"],
-                            example={"text": "hello"})
-
-        def load(self, context: PluginContext) -> None:      # once per replica
-            ...
-        def infer(self, inputs: list[Inputs], parameters: list[Parameters]) -> list[Outputs]:
-            ...                                              # one Outputs (or dict) per input
-
-`infer` is batched: concurrent requests are gathered (`manifest.batch`) and each item comes with
-its own request's `Parameters` (requests in one batch may differ). It may be a plain or an async
-method; a plain one runs in a worker thread. Raise `InvalidRequest` for input that validates but
-cannot be served (a 400 for that request); anything else is a 500 naming the plugin.
-
-Inference name: `{name}_{major}_{minor}_{patch}`; feature URIs: `mixpeek://{name}@{version}/{output}`
-for each of `manifest.outputs`. See docs/plugins.md.
-"""
+"""The plugin API: what a custom model implements to be served by rawinfer. No Ray here. Design
+notes: docs/notes/plugins.md#the-plugin-api."""
 
 from __future__ import annotations
 

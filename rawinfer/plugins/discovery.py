@@ -1,15 +1,6 @@
-"""Finding plugins: Python entry points (group `rawinfer.plugins`, value `module:Class`) and
-plugin folders under `Settings.plugins_dirs`, and turning them into catalog entries.
-
-A plugin folder is a directory holding `plugin.py` (or `__init__.py`) that defines one or more
-`Plugin` subclasses. A directory in a plugins dir that is not a plugin folder is searched one level
-deeper, so versions can sit side by side: `plugins/keyword_extractor/1.0.0/plugin.py`,
-`plugins/keyword_extractor/1.1.0/plugin.py`. Each folder is imported under its own module name
-(from its path), so two versions never share module state.
-
-Nothing here raises for a bad plugin: import errors, invalid manifests and name clashes are
-captured as `Discovered.error` and listed by GET /v1/inference/models as unavailable.
-"""
+"""Finding plugins: Python entry points (group `rawinfer.plugins`, value `module:Class`) and plugin
+folders under `Settings.plugins_dirs`, and turning them into catalog entries. Design notes:
+docs/notes/plugins.md#discovery."""
 
 from __future__ import annotations
 

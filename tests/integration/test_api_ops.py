@@ -123,6 +123,16 @@ def test_readyz_reports_a_down_deployment_and_its_recovery(service):
         assert r.status_code == 400  # served again (undecodable audio is the replica's answer)
 
 
+def test_replicas_run_at_niceness_zero(service):
+    """Ray starts workers at niceness 15 by default; a serving node runs them at 0
+    (rawinfer.cli.launch.SERVING_ENV, scripts/run.sh, the KubeRay manifest)."""
+    import psutil
+
+    pids = replica_pids("text_embedding") + replica_pids("ingress")
+    assert len(pids) >= 2
+    assert {pid: psutil.Process(pid).nice() for pid in pids} == {pid: 0 for pid in pids}
+
+
 def test_requests_on_a_replica_that_dies_are_answered_by_its_replacement(service):
     """A text-embedding replica process killed while requests are in flight on it: the ingress
     sends them again, Serve's replacement answers, and the client sees only 200s."""
