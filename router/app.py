@@ -261,6 +261,12 @@ class Ingress:
             self.gateway, request, await read_body(request, self.settings.max_body_bytes)
         )
 
+    @api.post("/v1/audio/translations")
+    @oai.openai_errors
+    async def translations(self, request: Request) -> Response:
+        _rid(request)
+        return await openai_audio.translations(self.gateway, request)
+
     @api.post("/v1/audio/transcriptions")
     @oai.openai_errors
     async def transcriptions(self, request: Request) -> Response:

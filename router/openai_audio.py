@@ -1,4 +1,5 @@
-"""OpenAI's `POST /v1/audio/transcriptions` (multipart) over the gateway's transcription task."""
+"""OpenAI's `POST /v1/audio/transcriptions` and `/v1/audio/translations` (multipart; whisper's
+translate task: any language into English) over the gateway's transcription task."""
 
 from __future__ import annotations
 
@@ -44,7 +45,13 @@ MAX_FIELD_BYTES = 64 * 1024  # any field but the file
 FORM_OVERHEAD_BYTES = MAX_FORM_FIELDS * MAX_FIELD_BYTES + 64 * 1024  # fields and part headers
 
 
-async def transcriptions(gateway: Gateway, request: Request) -> Response:
+async def translations(gateway: Gateway, request: Request) -> Response:
+    """OpenAI's translations: like transcriptions without `language` or timestamp granularities,
+    answered in English."""
+    return await transcriptions(gateway, request, task="translate")
+
+
+async def transcriptions(gateway: Gateway, request: Request, task: str = "transcribe") -> Response:
     # the key first, as everywhere: without one it is a 401 whatever its body (lookups are cached)
     await gateway.auth(
         request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True
@@ -92,7 +99,14 @@ async def transcriptions(gateway: Gateway, request: Request) -> Response:
     if granularities - {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities may hold only 'word' and 'segment'")
     params: dict[str, Any] = {"word_timestamps": "word" in granularities}
-    if form.get("language"):
+    if task == "translate":
+        if form.get("language") or granularities:
+            raise InvalidRequest(
+                "translations take no `language` or `timestamp_granularities`: the audio's "
+                "language is detected and the text is English"
+            )
+        params["task"] = "translate"
+    elif form.get("language"):
         params["language"] = form.get("language")
     _, out = await run(
         gateway, request, model, {"audio_base64": base64.b64encode(audio).decode()}, params
@@ -108,7 +122,7 @@ async def transcriptions(gateway: Gateway, request: Request) -> Response:
     if fmt == "json":
         return Response(orjson.dumps({"text": data["text"]}), media_type="application/json")
     verbose = {
-        "task": "transcribe",
+        "task": task,
         "language": data["language"],
         "duration": data["duration"],
         "text": data["text"],

@@ -17,7 +17,13 @@ from router.openai_chat import ChatCompletionsBody
 from router.openai_compat import EmbeddingsBody
 
 REF = "#/components/schemas/{model}"
-OPENAI_ROUTES = {"/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions", "/v1/models"}
+OPENAI_ROUTES = {
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/models",
+}
 PUBLIC_ROUTES = {"/healthz", "/readyz"}
 ERROR_STATUSES = tuple(str(s) for s in sorted(ERROR_TYPES))
 
@@ -69,6 +75,31 @@ HEADERS = [
     ),
 ]
 
+
+def _audio(transcribe: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An OpenAI audio route's multipart body and answers (translations take no language)."""
+    props: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string"},
+        "response_format": {
+            "type": "string",
+            "enum": ["json", "text", "srt", "vtt", "verbose_json"],
+        },
+    }
+    if transcribe:
+        props["language"] = {"type": "string"}
+        props["timestamp_granularities[]"] = {
+            "type": "array",
+            "items": {"type": "string", "enum": ["word", "segment"]},
+        }
+    schema = {"type": "object", "required": ["file", "model"], "properties": props}
+    return {"multipart/form-data": {"schema": schema}}, {
+        **_json(OBJECT),
+        "text/plain": {"schema": {"type": "string"}},
+        "text/vtt": {"schema": {"type": "string"}},
+    }
+
+
 # path -> method -> (request body content, 200 response content)
 ROUTES: dict[str, dict[str, tuple[dict[str, Any] | None, dict[str, Any]]]] = {
     "/healthz": {
@@ -108,36 +139,8 @@ ROUTES: dict[str, dict[str, tuple[dict[str, Any] | None, dict[str, Any]]]] = {
     "/v1/chat/completions": {
         "post": (_json(_ref("ChatCompletionsBody")), {**_json(OBJECT), **SSE})
     },
-    "/v1/audio/transcriptions": {
-        "post": (
-            {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file", "model"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "model": {"type": "string"},
-                            "language": {"type": "string"},
-                            "response_format": {
-                                "type": "string",
-                                "enum": ["json", "text", "srt", "vtt", "verbose_json"],
-                            },
-                            "timestamp_granularities[]": {
-                                "type": "array",
-                                "items": {"type": "string", "enum": ["word", "segment"]},
-                            },
-                        },
-                    }
-                }
-            },
-            {
-                **_json(OBJECT),
-                "text/plain": {"schema": {"type": "string"}},
-                "text/vtt": {"schema": {"type": "string"}},
-            },
-        )
-    },
+    "/v1/audio/transcriptions": {"post": _audio(transcribe=True)},
+    "/v1/audio/translations": {"post": _audio(transcribe=False)},
     "/v1/models": {
         "get": (
             None,

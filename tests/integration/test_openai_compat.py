@@ -133,6 +133,29 @@ def test_transcription_formats(client):
     assert wer(REFS[CLIP], text) <= 0.1
 
 
+def test_translations_render_other_languages_in_english(client, tmp_path):
+    """whisper's translate task through the official client's `audio.translations`."""
+    import subprocess
+
+    wav = tmp_path / "de.wav"
+    german = "Guten Morgen. Ich möchte heute ein Buch kaufen."
+    subprocess.run(["espeak-ng", "-v", "de", "-s", "120", "-w", str(wav), german], check=True)
+    heard = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb")).text
+    assert "Morgen" in heard and "Buch" in heard
+    english = client.audio.translations.create(model="whisper-1", file=wav.open("rb")).text
+    assert "morning" in english.lower() and "book" in english.lower(), english
+    verbose = client.audio.translations.create(
+        model="whisper-1", file=wav.open("rb"), response_format="verbose_json"
+    )
+    assert verbose.language == "de" and "book" in verbose.text.lower()
+    with pytest.raises(openai.BadRequestError, match="English-only"):
+        client.audio.translations.create(model="local/whisper-tiny.en", file=wav.open("rb"))
+    with pytest.raises(openai.BadRequestError, match="no `language`"):
+        client.audio.translations.create(
+            model="whisper-1", file=wav.open("rb"), extra_body={"language": "de"}
+        )
+
+
 def test_models_list(client):
     ids = {m.id for m in client.models.list()}
     assert {CHAT, E5, "openai/whisper-1", "instruct_chat_v1"} <= ids
