@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -173,6 +174,7 @@ class Ingress:
                 media_bytes=state.media_bytes,
                 cache_hit=bool(state.cache_hit),
                 latency_ms=round(seconds * 1000, 3),
+                cost=state.cost(datetime.now(timezone.utc).date()) if status < 400 else 0.0,
             )
         )
 

@@ -166,6 +166,7 @@ class Gateway:
             Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index
         )
         state.target, state.backend = target.address, target.backend
+        state.prices = target.prices
         if not key.may_target(target.address, target.backend, req.inference_name):
             raise Forbidden(f"this API key may not use {target.address}")
         self._refuse_unready(target)

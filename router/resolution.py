@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rawinfer.contract import Task
 from rawinfer.contract.errors import InvalidRequest
-from rawinfer.core.catalog import Catalog, TargetSpec
+from rawinfer.core.catalog import Catalog, Price, TargetSpec
 
 FEATURE_URI = re.compile(
     r"^mixpeek://(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>[A-Za-z0-9][A-Za-z0-9_.+-]*)/(?P<output>[A-Za-z0-9][A-Za-z0-9_.-]*)$"
@@ -31,6 +31,7 @@ class Target:
     model: str | None = (
         None  # the catalog target's own model name (what a cloud proxy asks its provider for)
     )
+    prices: tuple[Price, ...] = ()  # the catalog's price table of this target
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class CatalogIndex:
             configured=spec.configured,
             engine=spec.engine,
             model=t.model,
+            prices=tuple(t.prices),
         )
 
 

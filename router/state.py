@@ -4,7 +4,10 @@ the metrics, the usage ledger and the response headers read after it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, MutableMapping
+
+from rawinfer.core.catalog import price_on
 
 SCOPE_KEY = "rawinfer"  # where the state lives in the ASGI scope's "state" dict
 
@@ -22,10 +25,20 @@ class RequestState:
     audio_seconds: float = 0.0
     media_bytes: int = 0
     cache_hit: bool | None = None  # None: the semantic cache was not consulted
+    prices: tuple[Any, ...] = ()  # the target's price table (rawinfer.core.catalog.Price)
     rate_headers: dict[str, str] | None = None  # X-RateLimit-* for the response
 
     def authenticated(self, key: Any, namespace: Any) -> None:
         self.key_id, self.org_id, self.namespace = key.id, key.org_id, namespace.id
+
+    def cost(self, day: date) -> float:
+        """What the request cost at the target's price on `day`: the tokens and audio the model
+        spent (a cache hit spent none), 0 when the target has no price."""
+        price = price_on(self.prices, day)
+        if price is None or self.cache_hit:
+            return 0.0
+        prompt, completion = self.tokens.get("prompt", 0), self.tokens.get("completion", 0)
+        return price.cost(prompt, completion, self.audio_seconds)
 
 
 def state_of(scope: MutableMapping[str, Any]) -> RequestState:

@@ -5,6 +5,7 @@ docs/notes/router.md#the-catalog."""
 from __future__ import annotations
 
 import importlib.util
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,33 @@ class BackendSpec(BaseModel):
         return self.model_path is not None or self.engine == "provider"
 
 
+class Price(BaseModel):
+    """What one request to a target costs, from `since` (a date, UTC) until the next price of
+    the target. Currency: whatever the operator's table uses (the service never converts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: date
+    prompt_per_1k: float = Field(0.0, ge=0, description="per 1,000 prompt tokens")
+    completion_per_1k: float = Field(0.0, ge=0, description="per 1,000 completion tokens")
+    audio_per_minute: float = Field(0.0, ge=0, description="per minute of audio transcribed")
+    per_request: float = Field(0.0, ge=0, description="per request (an image, a call)")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, audio_seconds: float) -> float:
+        return (
+            prompt_tokens / 1000 * self.prompt_per_1k
+            + completion_tokens / 1000 * self.completion_per_1k
+            + audio_seconds / 60 * self.audio_per_minute
+            + self.per_request
+        )
+
+
+def price_on(prices: list[Price] | tuple[Price, ...], day: date) -> Price | None:
+    """The price in force on `day`: the latest `since` at or before it (None: unpriced)."""
+    valid = [p for p in prices if p.since <= day]
+    return max(valid, key=lambda p: p.since) if valid else None
+
+
 class TargetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +82,11 @@ class TargetSpec(BaseModel):
         None,
         description="what this name can do, when narrower than its backend "
         "(a cloud proxy serves many models: text-embedding-3-large cannot chat)",
+    )
+    prices: list[Price] = Field(
+        default_factory=list,
+        description="what a request costs, versioned by date (docs/configuration.md#prices); "
+        "a local model may carry an internal cost",
     )
 
     @model_validator(mode="after")

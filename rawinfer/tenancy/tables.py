@@ -119,6 +119,7 @@ class UsageRecord(Base):
     media_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)  # at the target's price (catalog)
     __table_args__ = (
         Index("ix_usage_namespace_time", "namespace_id", "created_at"),
         Index("ix_usage_key_time", "key_id", "created_at"),
@@ -160,4 +161,5 @@ USAGE_DEFAULTS: dict[str, Any] = {
     "media_bytes": 0,
     "cache_hit": False,
     "latency_ms": 0.0,
+    "cost": 0.0,
 }

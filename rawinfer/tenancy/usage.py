@@ -26,7 +26,7 @@ _LIMITS = {
 _INTS = ("status", "prompt_tokens", "completion_tokens", "media_bytes")
 
 
-_FLOATS = ("audio_seconds", "latency_ms")
+_FLOATS = ("audio_seconds", "latency_ms", "cost")
 
 
 def usage_row(**fields: Any) -> dict[str, Any]:
@@ -125,6 +125,7 @@ def summarize_usage(
         func.coalesce(func.sum(case((t.cache_hit.is_(True), 1), else_=0)), 0).label("cache_hits"),
         func.coalesce(func.sum(case((t.status >= 400, 1), else_=0)), 0).label("errors"),
         func.coalesce(func.avg(t.latency_ms), 0.0).label("latency_ms_avg"),
+        func.coalesce(func.sum(t.cost), 0.0).label("cost"),
     ]
     q = select(*([group.label("group")] if group is not None else []), *cols).where(
         t.namespace_id == namespace_id
@@ -154,6 +155,7 @@ def summarize_usage(
                 cache_hits=int(r["cache_hits"]),
                 errors=int(r["errors"]),
                 latency_ms_avg=round(float(r["latency_ms_avg"]), 3),
+                cost=round(float(r["cost"]), 12),
             )
             out.append(row)
     return out

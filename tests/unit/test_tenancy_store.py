@@ -32,7 +32,7 @@ def test_migrations_create_the_schema_from_empty_and_are_idempotent(db_url):
     s = Store(db_url)
     assert current(s.engine) is None
     s.create_schema()
-    assert current(s.engine) == head() == HEAD == "0003"
+    assert current(s.engine) == head() == HEAD == "0004"
     tables = set(inspect(s.engine).get_table_names())
     assert {"organizations", "namespaces", "api_keys", "usage_records", "alembic_version"} <= tables
     assert {"targets", "rpm", "tpm"} <= _columns(s.engine, "api_keys")
@@ -51,7 +51,7 @@ def test_migrations_create_the_schema_from_empty_and_are_idempotent(db_url):
         command.downgrade(config(conn), "base")
     assert set(inspect(s.engine).get_table_names()) <= {"alembic_version"}
     s.create_schema()
-    assert current(s.engine) == "0003"
+    assert current(s.engine) == "0004"
     s.engine.dispose()
 
 
@@ -69,7 +69,7 @@ def test_a_database_made_by_create_all_is_stamped_and_upgraded(db_url):
             {"t": T0},
         )
     s.create_schema()
-    assert current(s.engine) == "0003"
+    assert current(s.engine) == "0004"
     assert s.find_org("old").id == "org_old"
     info, secret = s.create_key("k", org="old", targets=["local/*"], rpm=5)
     assert s.authenticate(secret).rpm == 5
@@ -119,7 +119,7 @@ def test_concurrent_create_schema_from_two_processes(db_url):
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     engine = create_engine(db_url)
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
@@ -233,7 +233,7 @@ def _row(
 def test_usage_summary_totals_and_grouping(store):
     a, b = store.create_namespace("a").id, store.create_namespace("b").id
     rows = [
-        _row(a, "k1", prompt_tokens=10, completion_tokens=5, latency_ms=10.0),
+        _row(a, "k1", prompt_tokens=10, completion_tokens=5, latency_ms=10.0, cost=0.25),
         _row(
             a,
             "k1",
@@ -253,8 +253,9 @@ def test_usage_summary_totals_and_grouping(store):
             target="openai/whisper-1",
             audio_seconds=2.5,
             media_bytes=4096,
+            cost=0.125,
         ),
-        _row(b, "k3", prompt_tokens=1000),
+        _row(b, "k3", prompt_tokens=1000, cost=9.0),
     ]
     assert store.record_usage(rows) == 5
     assert store.record_usage(rows[:2] + [_row(a, "k1", day=2)]) == 1  # re-sent rows are ignored
@@ -272,6 +273,7 @@ def test_usage_summary_totals_and_grouping(store):
         "cache_hits": 1,
         "errors": 1,
         "latency_ms_avg": 7.75,
+        "cost": 0.375,  # the namespace's records' costs summed; b's never leak in
     }
     days = store.usage_summary(a, T0 - timedelta(days=1), None, "day")
     assert [(d["day"], d["requests"]) for d in days] == [
