@@ -30,7 +30,7 @@ from rawinfer.contract.errors import (
 from rawinfer.core.catalog import Catalog
 from rawinfer.core.settings import Settings
 from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo
-from rawinfer.tenancy.limits import LocalLimiter, subjects_for
+from rawinfer.tenancy.limits import KeyConcurrency, LocalLimiter, subjects_for
 from rawinfer.tenancy.store import Store
 from router import plugins
 from router.auth import Authenticator
@@ -97,6 +97,7 @@ class Gateway:
         self.index = CatalogIndex(catalog)
         self.backends = backends
         self.auth = Authenticator(store, settings.auth_cache_ttl_s)
+        self.concurrency = KeyConcurrency(settings.limits.key_max_concurrent)
         self.media = MediaFetcher(settings.media)
         self.providers_ready = dict(providers_ready or {})
         self.limiter = limiter
@@ -160,7 +161,10 @@ class Gateway:
         """Resolution, the key's target rights, task detection, validation, the rate limit and media
         loading: everything before the backend. `state` (the HTTP request's state) receives what
         metrics, the usage ledger and the rate-limit headers need."""
-        state = RequestState() if state is None else state
+        if state is None:
+            state = RequestState()
+        elif state.release is None:  # an HTTP request: released when its response ends
+            state.release = self.concurrency.enter(key.id)
         state.authenticated(key, ns)
         target = resolve(
             Addressing(req.provider, req.model, req.inference_name, req.feature_uri), self.index

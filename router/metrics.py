@@ -90,6 +90,7 @@ class RequestObserver:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            state_of(scope).finish()  # the key's in-flight slot, even when the client went away
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             for observe in self.observers:
                 observe(route, status[0], time.perf_counter() - t0, state_of(scope))

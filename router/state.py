@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, MutableMapping
+from typing import Any, Callable, MutableMapping
 
 from rawinfer.core.catalog import price_on
 
@@ -26,10 +26,17 @@ class RequestState:
     media_bytes: int = 0
     cache_hit: bool | None = None  # None: the semantic cache was not consulted
     prices: tuple[Any, ...] = ()  # the target's price table (rawinfer.core.catalog.Price)
+    release: Callable[[], None] | None = None  # the key's in-flight slot, freed by finish()
     rate_headers: dict[str, str] | None = None  # X-RateLimit-* for the response
 
     def authenticated(self, key: Any, namespace: Any) -> None:
         self.key_id, self.org_id, self.namespace = key.id, key.org_id, namespace.id
+
+    def finish(self) -> None:
+        """The request is over (its response sent or abandoned): free what it held."""
+        release, self.release = self.release, None
+        if release is not None:
+            release()
 
     def cost(self, day: date) -> float:
         """What the request cost at the target's price on `day`: the tokens and audio the model

@@ -181,6 +181,7 @@ def service(tmp_path_factory, fakes) -> Service:
                 "database_url": db,
                 "auth_cache_ttl_s": 1.0,
                 "max_body_bytes": 2 * 1024 * 1024,
+                "limits": {"key_max_concurrent": 20},  # per ingress replica (test_api_tenancy)
                 # test media servers listen on 127.0.0.2 only; the rest of loopback stays refused
                 "media": {
                     "allow_cidrs": [MEDIA_HOST + "/32"],

@@ -37,6 +37,12 @@ class LimitSettings(BaseModel):
     )
     deny_cache_s: float = Field(0.2, ge=0, description="a denial is reused locally this long")
     fail_open: bool = True
+    key_max_concurrent: int | None = Field(
+        64,
+        ge=1,
+        description="requests one key may have in flight on one ingress replica (None: no cap); "
+        "past it, a 429 at once",
+    )
     admin_rpm: int = Field(
         120,
         ge=1,

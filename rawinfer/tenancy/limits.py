@@ -358,3 +358,40 @@ class LocalLimiter:
             self._task.cancel()
             self._task = None
         await self.sweep(force=True)
+
+
+class KeyConcurrency:
+    """Requests in flight per key on this ingress replica, capped: one key cannot hold every
+    slot of the replica (its queue, its connections) while others wait. Not thread-safe: one
+    event loop."""
+
+    def __init__(self, cap: int | None):
+        self.cap = cap
+        self.inflight: dict[str, int] = {}
+
+    def enter(self, key_id: str) -> Callable[[], None]:
+        """A release function to call once when the request ends; RateLimited past the cap."""
+        if self.cap is None:
+            return lambda: None
+        n = self.inflight.get(key_id, 0)
+        if n >= self.cap:
+            raise RateLimited(
+                f"this key already has {self.cap} requests in flight here; wait for one to finish",
+                retry_after_s=1.0,
+                details={"max_concurrent": self.cap},
+            )
+        self.inflight[key_id] = n + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self.inflight.get(key_id, 1) - 1
+            if left > 0:
+                self.inflight[key_id] = left
+            else:
+                self.inflight.pop(key_id, None)
+
+        return release

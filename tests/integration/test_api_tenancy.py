@@ -175,3 +175,38 @@ def test_admin_api_needs_an_admin_key(service):
         )
         assert_error(c.get("/v1/admin/keys"), 401)
         assert_error(c.get("/v1/admin/nothing-here", headers=admin), 404)
+
+
+def test_a_key_may_hold_only_so_many_requests_in_flight(service, fakes):
+    """limits.key_max_concurrent (20 per ingress replica here, two replicas): 60 requests at once
+    from one key to a provider answering in 2 s; the ones past the cap get a 429 at once, and the
+    slots come back when the requests end."""
+    body = {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "inputs": {"prompts": ["slow"]},
+        "parameters": {"max_tokens": 4},
+    }
+
+    def one(i):
+        with service.client(timeout=60) as c:
+            t0 = time.monotonic()
+            r = c.post("/v1/inference", json=body, headers=service.headers("a", "team-a"))
+            return r, time.monotonic() - t0
+
+    fakes.openai.delay_s = 2.0
+    try:
+        with cf.ThreadPoolExecutor(60) as pool:
+            answers = list(pool.map(one, range(60)))
+    finally:
+        fakes.openai.delay_s = 0.0
+    codes = [r.status_code for r, _ in answers]
+    assert set(codes) <= {200, 429} and codes.count(200) >= 20, codes
+    assert codes.count(429) >= 60 - 2 * 20, codes
+    refused = next(r for r, _ in answers if r.status_code == 429)
+    body_ = assert_error(refused, 429, "RateLimitError")
+    assert "in flight" in body_["error"]["message"] and refused.headers["retry-after"]
+    assert max(s for (r, s) in answers if r.status_code == 429) < 2.0  # not after a slot freed
+    with service.client() as c:  # every slot was given back
+        ok = c.post("/v1/inference", json=body, headers=service.headers("a", "team-a"))
+    assert ok.status_code == 200, ok.text
