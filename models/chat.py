@@ -14,6 +14,7 @@ from typing import AsyncIterator
 
 from rawinfer.contract.chat import ChatParams, check_messages
 from rawinfer.contract.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
+from rawinfer.core.schemas import schema_error
 
 MAX_PROMPTS = 64  # prompts per request, by default (the provider adapters keep the same cap)
 
@@ -214,12 +215,12 @@ class ChatEngine:
             raise InferenceFailed(f"generation ended unexpectedly ({finish})")
         item = {"text": text, "finish_reason": finish}
         if params.json_schema is not None:
-            import jsonschema
-
             try:
                 parsed = json.loads(text)
-                jsonschema.validate(parsed, params.json_schema)
-            except (ValueError, jsonschema.ValidationError) as e:
+                wrong = schema_error(parsed, params.json_schema)
+            except ValueError as e:
+                wrong = str(e)
+            if wrong is not None:
                 hint = (
                     f"; the output was cut at max_tokens={params.max_tokens}, raise it"
                     if finish == "length"
@@ -227,8 +228,8 @@ class ChatEngine:
                 )
                 raise InferenceFailed(
                     f"the model output does not match parameters.schema "
-                    f"({str(e).splitlines()[0][:200]}){hint}"
-                ) from None
+                    f"({wrong.splitlines()[0][:200]}){hint}"
+                )
             item["parsed"] = parsed
         return item
 

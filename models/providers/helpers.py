@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from models.chat import MAX_PROMPTS  # prompts per chat/vision request: each is one provider call
 from rawinfer.contract.errors import InvalidRequest, ProviderError
+from rawinfer.core.schemas import schema_error
 
 T = TypeVar("T")
 MAX_CONCURRENT_CALLS = 8  # provider calls in flight for one request (prompts answered concurrently)
@@ -179,12 +180,12 @@ def chat_data(
     for c in completions:
         item: dict[str, Any] = {"text": c.text, "finish_reason": c.finish}
         if params.json_schema is not None:
-            import jsonschema
-
             try:
                 parsed = c.parsed if c.has_parsed else json.loads(c.text)
-                jsonschema.validate(parsed, params.json_schema)
-            except (ValueError, jsonschema.ValidationError) as e:
+                wrong = schema_error(parsed, params.json_schema)
+            except ValueError as e:
+                wrong = str(e)
+            if wrong is not None:
                 hint = (
                     f"; the output was cut at max_tokens={params.max_tokens}, raise it"
                     if c.finish == "length"
@@ -192,9 +193,9 @@ def chat_data(
                 )
                 raise ProviderError(
                     f"{provider}'s output does not match parameters.schema "
-                    f"({str(e).splitlines()[0][:200]}){hint}",
+                    f"({wrong.splitlines()[0][:200]}){hint}",
                     {"provider": provider},
-                ) from None
+                )
             item["parsed"] = parsed
         items.append(item)
     prompt = sum(c.prompt_tokens for c in completions)

@@ -1,0 +1,56 @@
+"""Output validation against a caller's schema: no reference is fetched, a catastrophic pattern
+is bounded in time, and ordinary schemas validate as jsonschema does."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+from rawinfer.core.schemas import schema_error
+
+
+def test_ordinary_schemas_validate():
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "pattern": "^[A-Z][a-z]+$"}},
+        "required": ["city"],
+        "$defs": {"n": {"type": "integer"}},
+    }
+    assert schema_error({"city": "Paris"}, schema) is None
+    assert "required" in schema_error({}, schema)
+    assert "does not match" in schema_error({"city": "paris"}, schema)
+    local = {"$ref": "#/$defs/n", "$defs": {"n": {"type": "integer"}}}
+    assert schema_error(3, local) is None and "integer" in schema_error("x", local)
+
+
+def test_a_remote_reference_is_never_fetched():
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "string"}')
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/schema.json"
+        message = schema_error("x", {"$ref": url})
+        assert message is not None and "not inside it" in message
+        assert hits == []
+    finally:
+        server.shutdown()
+
+
+def test_a_catastrophic_pattern_is_bounded():
+    t0 = time.perf_counter()
+    message = schema_error("a" * 60 + "!", {"type": "string", "pattern": "^(a|aa)+$"})
+    assert message is not None and "too long" in message
+    assert time.perf_counter() - t0 < 5  # Python's re would take minutes here
+    assert "not a valid" in schema_error("x", {"type": "string", "pattern": "("})
