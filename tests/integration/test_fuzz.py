@@ -26,8 +26,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from router.openapi import OPENAI_ROUTES
+
 EXAMPLES = int(os.environ.get("RAWINFER_FUZZ_EXAMPLES", "25"))
-OPENAI_ROUTES = {"/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions", "/v1/models"}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
