@@ -1,6 +1,8 @@
 """Deploy serve_config.yaml into a running Ray the way `serve run` does (Serve's config path, so
-per-deployment options apply as in production), with a few overrides (port, database, settings).
-`make run` uses `serve run` itself; tests and benchmarks call `deploy()` inside their own Ray."""
+per-deployment options apply as in production), with a few overrides (port, database, settings)
+and, on a multi-node cluster, placement by node kind (`place_by_node_kind`). `make run` uses
+`serve run` itself; tests and benchmarks call `deploy()` inside their own Ray;
+`scripts/cluster.sh` runs `python -m rawinfer.cli.launch --node-kinds` (docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ from router.proxy import PROXY_ENV
 # callback, and workers at niceness 0 (Ray's default, 15, lets any other process on the node,
 # a load generator or a sidecar, preempt the replicas; docs/operations.md)
 SERVING_ENV = {**PROXY_ENV, "RAY_worker_niceness": "0"}
+
+# Node kinds on a cluster (docs/deploy.md): a custom resource each node of a kind advertises
+# (`ray start --resources '{"model_node": 1}'`), a small amount of which each replica asks for.
+MODEL_NODE, SERVICE_NODE = "model_node", "cpu_node"
+SERVICE_ENGINES = frozenset({"provider"})  # cloud proxies: CPU only, next to the ingress
+SERVICE_DEPLOYMENTS = frozenset({"ingress", "rate_limiter", "semantic_cache"})
 
 
 def load_config(
@@ -43,6 +51,72 @@ def load_config(
     for d in app.get("deployments", []):
         d.update((deployments or {}).get(d["name"], {}))
     return config
+
+
+def place_by_node_kind(
+    config: dict[str, Any],
+    *,
+    model: str = MODEL_NODE,
+    service: str = SERVICE_NODE,
+    amount: float = 0.01,
+) -> dict[str, Any]:
+    """`config` with every deployment of its first app asking for `amount` of its node kind's
+    resource: model backends (local engines and plugins) `model`, the ingress, the shared limiter
+    and cache and the cloud proxies `service`. Plugin deployments, which the file does not list,
+    get entries of their own with their manifest's resources. What the KubeRay manifest does with
+    GPUs and node groups, for nodes that differ only by the resource they advertise."""
+    from rawinfer.core.catalog import load_catalog
+    from rawinfer.core.settings import Settings
+    from rawinfer.plugins.discovery import deployment_options, with_plugins
+
+    config = copy.deepcopy(config)
+    app = config["applications"][0]
+    args = app.get("args", {})
+    settings = Settings(**args.get("settings", {}))
+    path = Path(args.get("catalog") or settings.catalog_path)
+    catalog = with_plugins(
+        load_catalog(path if path.is_absolute() else REPO_ROOT / path), settings.plugins_dirs
+    )
+    entries = {d["name"]: d for d in app.setdefault("deployments", [])}
+    for name, spec in catalog.backends.items():
+        if spec.configured and spec.engine == "plugin" and name not in entries:
+            entries[name] = {"name": name, **deployment_options(spec)}
+            app["deployments"].append(entries[name])
+    for name, entry in entries.items():
+        spec = catalog.backends.get(name)
+        engine = spec.engine if spec is not None else None
+        kind = service if name in SERVICE_DEPLOYMENTS or engine in SERVICE_ENGINES else model
+        actor = entry.setdefault("ray_actor_options", {})
+        actor["resources"] = {**actor.get("resources", {}), kind: amount}
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m rawinfer.cli.launch [--config F] [--node-kinds] [--port N]`: deploys into the
+    running Ray (`ray start` first; scripts/cluster.sh)."""
+    import argparse
+
+    import ray
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--config", default=str(REPO_ROOT / "serve_config.yaml"))
+    p.add_argument("--port", type=int)
+    p.add_argument("--node-kinds", action="store_true", help="place by node kind (model_node...)")
+    p.add_argument(
+        "--proxy-location",
+        choices=["EveryNode", "HeadOnly"],
+        help="HeadOnly where nodes share one machine (every proxy would bind the same port)",
+    )
+    p.add_argument("--timeout-s", type=float, default=600)
+    a = p.parse_args(argv)
+    config = load_config(a.config, port=a.port)
+    if a.proxy_location:
+        config["proxy_location"] = a.proxy_location
+    if a.node_kinds:
+        config = place_by_node_kind(config)
+    ray.init(address="auto", namespace="serve", log_to_driver=False, logging_level="ERROR")
+    deploy(config, timeout_s=a.timeout_s)
+    print(f"deployed {a.config}" + (" (placed by node kind)" if a.node_kinds else ""))
 
 
 def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
@@ -82,3 +156,7 @@ def deploy(config: dict[str, Any], timeout_s: float = 300) -> None:
     raise TimeoutError(
         f"Serve apps {names} not RUNNING after {timeout_s} s; not healthy: {waiting}"
     )
+
+
+if __name__ == "__main__":
+    main()
