@@ -1,5 +1,5 @@
 # rawinfer: `make run` sets up and starts the service; `make test` sets up and runs the tests.
-.PHONY: setup run stop lint test test-unit bench clean fuzz load soak faults
+.PHONY: setup run stop lint test test-unit bench clean fuzz load soak faults cluster-up cluster-down cluster-bench
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,16 @@ soak: setup
 
 faults: setup
 	RAY_AUTH_MODE=disabled .venv/bin/python bench/faults.py $(FAULTS_ARGS)
+
+# A multi-node Ray cluster on this machine, the service placed by node kind (docs/deploy.md).
+cluster-up: setup
+	@bash scripts/cluster.sh up
+
+cluster-down:
+	@bash scripts/cluster.sh down
+
+cluster-bench: setup
+	.venv/bin/python bench/cluster.py $(CLUSTER_ARGS)
 
 clean: stop
 	rm -rf .rawinfer
