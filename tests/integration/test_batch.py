@@ -104,6 +104,8 @@ def test_batch_refuses_a_bad_key_before_any_work(service, tmp_path):
     assert "HTTP 401" in proc.stderr and service.keys["revoked"] not in proc.stderr + proc.stdout
     assert not out.exists()
     env.pop(KEY_ENV)
+    # no development key either (one made by `make run` in this checkout would be used)
+    env["RAWINFER_DEV_KEY_FILE"] = str(tmp_path / "no-dev-key")
     proc = subprocess.run(
         batch_cmd(service, inp, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
