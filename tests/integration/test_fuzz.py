@@ -169,9 +169,7 @@ def test_broken_framing_is_refused_and_the_next_request_served(service):
 
     url = urlsplit(service.url)
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(
-            b"POST /v1/inference HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}"
-        )
+        sock.sendall(b"POST /v1/inference HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}")
         head = sock.recv(4096).split(b"\r\n", 1)[0]
     assert head.startswith(b"HTTP/1.1 400"), head
     assert httpx.get(service.url + "/healthz", timeout=30).status_code == 200
