@@ -18,6 +18,7 @@ from models.images import decode_image
 from rawinfer.contract import MultimodalParams
 from rawinfer.contract.errors import InvalidRequest
 from rawinfer.core.catalog import resolve_model_path
+from rawinfer.core.deadline import Deadline
 from rawinfer.core.vectors import l2_normalize
 
 _ENGINE = engine_defaults(ClipEngine)
@@ -82,7 +83,7 @@ class ClipDeployment:
                 raise InvalidRequest(
                     f"too many texts: {len(texts)}; send at most {self.max_texts} per request"
                 )
-            rows = await self._texts(texts)
+            rows = await self._texts((texts, Deadline.of(request)))
             tokens = sum(self.engine.count_tokens(texts))
             return {
                 "data": self._data(rows, request["single"], normalize),
@@ -108,16 +109,20 @@ class ClipDeployment:
             interval_sec=interval,
             max_frames=max_frames,
             normalize=normalize,
+            deadline=Deadline.of(request),  # decoding and encoding stop once it passes
         )
         return {"data": data, "model": self.engine.served_model, "tokens_used": None}
 
     @serve.batch(**BATCH.model_dump())
-    async def _texts(self, batch: list[list[str]]) -> list[np.ndarray]:
+    async def _texts(self, batch: list[tuple[list[str], Deadline]]) -> list[np.ndarray]:
+        """One pass over the batch's texts; it stops when none of its requests waits any more."""
         rows = await asyncio.to_thread(
-            self.engine.embed_texts, [t for texts in batch for t in texts]
+            self.engine.embed_texts,
+            [t for texts, _ in batch for t in texts],
+            Deadline.latest([d for _, d in batch]),
         )
         out, start = [], 0
-        for texts in batch:
+        for texts, _ in batch:
             out.append(rows[start : start + len(texts)])
             start += len(texts)
         return out

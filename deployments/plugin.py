@@ -15,7 +15,8 @@ from ray.serve.handle import DeploymentHandle
 from deployments.base import EngineOptions, engine_defaults, guarded
 from models.text_embedding import TextEmbeddingEngine
 from rawinfer.contract.errors import RawInferError, from_wire, is_wire_error, to_wire
-from rawinfer.plugins.api import Batching, Resources
+from rawinfer.core.deadline import Deadline
+from rawinfer.plugins.api import Batching, Resources, time_left
 from rawinfer.plugins.runner import PluginRunner
 
 # texts per call: the text-embedding engine's default max_texts
@@ -50,7 +51,7 @@ def remote_embedder(handle: DeploymentHandle, label: str) -> Callable[[list[str]
                     "timeout_s": EMBED_TIMEOUT_S,
                     "request_id": f"plugin-{label}-{uuid.uuid4().hex[:8]}",
                 }
-            ).result(timeout_s=EMBED_TIMEOUT_S)
+            ).result(timeout_s=max(min(EMBED_TIMEOUT_S, time_left()), 0.01))
             if is_wire_error(out):
                 raise from_wire(out)
             rows.append(np.asarray(out["data"]["embeddings"], dtype=np.float32))
@@ -96,7 +97,11 @@ class PluginDeployment:
         if self.runner.plugin is None:
             raise self.runner.unavailable()
         result = await self._batched(
-            {"inputs": request.get("inputs"), "parameters": request.get("parameters")}
+            {
+                "inputs": request.get("inputs"),
+                "parameters": request.get("parameters"),
+                "deadline": Deadline.of(request),
+            }
         )
         if isinstance(result, RawInferError):
             return to_wire(result)

@@ -14,6 +14,7 @@ from deployments.base import BatchSettings, EngineOptions, engine_defaults, guar
 from models.text_embedding import TextEmbeddingEngine
 from rawinfer.contract import TextEmbeddingParams
 from rawinfer.core.catalog import resolve_model_path
+from rawinfer.core.deadline import Deadline
 
 _ENGINE = engine_defaults(TextEmbeddingEngine)
 BATCH = BatchSettings(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -52,18 +53,31 @@ class TextEmbeddingDeployment:
         prepared = await asyncio.to_thread(
             self.engine.prepare, request["texts"], **p.model_dump(), single=request["single"]
         )
-        return await self._batched(prepared)
+        deadline = Deadline.of(request)
+        out = await self._batched((prepared, deadline))
+        if out is None:  # its deadline passed before the batch ran: its caller has had a 504
+            deadline.check(f"{self.engine.served_model}'s embedding")
+        return out
 
     @serve.batch(**BATCH.model_dump())
-    async def _batched(self, batch: list) -> list[dict[str, Any]]:
-        texts = [t for prepared in batch for t in prepared.texts]
-        rows = await asyncio.to_thread(self.engine.encode, texts)
-        out, start = [], 0
-        for prepared in batch:
+    async def _batched(self, batch: list) -> list[dict[str, Any] | None]:
+        """One encode for the batch's live requests; it stops when none of them waits any more
+        (a request past its deadline gets None, and its caller raises)."""
+        live = [(prepared, d) for prepared, d in batch if not d.passed()]
+        texts = [t for prepared, _ in live for t in prepared.texts]
+        rows = (
+            await asyncio.to_thread(
+                self.engine.encode, texts, Deadline.latest([d for _, d in live])
+            )
+            if live
+            else None
+        )
+        out, start = {}, 0
+        for prepared, _ in live:
             end = start + len(prepared.texts)
-            out.append(self.engine.finish(prepared, rows[start:end]))
+            out[id(prepared)] = self.engine.finish(prepared, rows[start:end])
             start = end
-        return out
+        return [out.get(id(prepared)) for prepared, _ in batch]
 
 
 DEPLOYMENT = TextEmbeddingDeployment

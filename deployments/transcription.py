@@ -18,6 +18,7 @@ from models.files import MAX_DURATION_S
 from models.transcription import WhisperEngine, prepare_packaged_whisper
 from rawinfer.contract.transcription import parse_transcription_params
 from rawinfer.core.catalog import resolve_model_path
+from rawinfer.core.deadline import Deadline
 
 _ENGINE = engine_defaults(WhisperEngine)
 
@@ -63,10 +64,11 @@ class TranscriptionDeployment:
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         params = parse_transcription_params(request["parameters"])
         self.engine.check_params(params)
+        deadline = Deadline.of(request)  # decoding and transcription stop once it passes
         audio = await asyncio.to_thread(
-            decode_audio, request["audio"], max_duration_s=self.max_audio_s
+            decode_audio, request["audio"], max_duration_s=self.max_audio_s, deadline=deadline
         )
-        data = await asyncio.to_thread(self.engine.transcribe, audio, params)
+        data = await asyncio.to_thread(self.engine.transcribe, audio, params, deadline=deadline)
         return {
             "data": data,
             "model": self.engine.served_model,

@@ -12,7 +12,8 @@ import av
 import numpy as np
 
 from models.files import MAX_DURATION_S, too_long
-from rawinfer.contract.errors import InvalidRequest
+from rawinfer.contract.errors import DeadlineExceeded, InvalidRequest
+from rawinfer.core.deadline import NEVER, Deadline
 
 _UNDECODABLE = (
     "The audio could not be decoded; send a common audio file (wav, mp3, flac, ogg/opus, m4a, "
@@ -32,7 +33,11 @@ def _declared_duration(container, stream) -> float | None:
 
 
 def decode_audio(
-    data: bytes, *, sampling_rate: int = 16000, max_duration_s: float = MAX_DURATION_S
+    data: bytes,
+    *,
+    sampling_rate: int = 16000,
+    max_duration_s: float = MAX_DURATION_S,
+    deadline: Deadline = NEVER,
 ) -> np.ndarray:
     """Decode an audio file's bytes to a mono float32 array at `sampling_rate`.
 
@@ -61,6 +66,7 @@ def decode_audio(
         )
         try:
             for frame in itertools.chain(_frames(container, stream), [None]):
+                deadline.check("decoding the audio")  # a block of ~30 s of audio
                 for out in resampler.resample(frame):
                     array = out.to_ndarray().reshape(-1)
                     total += array.shape[0]
@@ -72,7 +78,7 @@ def decode_audio(
             # (SYSTRAN/faster-whisper#390).
             del resampler
             gc.collect()
-    except InvalidRequest:
+    except (InvalidRequest, DeadlineExceeded):
         raise
     except (av.FFmpegError, ValueError, OSError, RuntimeError, IndexError, MemoryError):
         raise InvalidRequest(_UNDECODABLE) from None

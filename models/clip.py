@@ -17,6 +17,7 @@ import numpy as np
 from models.files import MAX_DURATION_S
 from models.threads import use_torch_threads
 from rawinfer.contract.errors import InvalidRequest
+from rawinfer.core.deadline import NEVER, Deadline
 from rawinfer.core.vectors import l2_normalize
 
 _registered: set[str] = set()
@@ -141,7 +142,7 @@ class ClipEngine:
         tokens = self.tokenizer(texts)
         return [int(n) for n in (tokens != 0).sum(dim=1).tolist()]
 
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
+    def embed_texts(self, texts: list[str], deadline: Deadline = NEVER) -> np.ndarray:
         """Raw float32 text embeddings, one row per text (texts beyond the context length are
         truncated)."""
         import torch
@@ -150,6 +151,7 @@ class ClipEngine:
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
+                deadline.check(f"{self.served_model}'s text embedding")
                 tokens = self.tokenizer(texts[i : i + self.batch_size]).to(self.device)
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
         return (
@@ -198,6 +200,7 @@ class ClipEngine:
         max_frames: int,
         normalize: bool = True,
         max_duration_s: float = MAX_DURATION_S,
+        deadline: Deadline = NEVER,
     ) -> dict[str, Any]:
         """The contract's video data: one segment per sampled frame, and a pooled vector.
 
@@ -214,7 +217,11 @@ class ClipEngine:
         rows: list[np.ndarray] = []
         pending: list = []
         frames = iter_video_frames(
-            data, interval_sec=interval_sec, max_frames=max_frames, max_duration_s=max_duration_s
+            data,
+            interval_sec=interval_sec,
+            max_frames=max_frames,
+            max_duration_s=max_duration_s,
+            deadline=deadline,
         )
         # decoding and preprocessing run one batch ahead of the encoder, in a thread
         for start, end, pixels in read_ahead(
@@ -223,6 +230,7 @@ class ClipEngine:
             times.append((float(start), float(end)))
             pending.append(pixels)
             if len(pending) >= self.batch_size:
+                deadline.check(f"{self.served_model}'s video embedding")
                 rows.append(self.encode_batch(torch.stack(pending)))
                 pending = []
         if pending:

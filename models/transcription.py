@@ -17,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 
 from models.files import sha256_file
-from rawinfer.contract.errors import InferenceFailed, InvalidRequest, Unavailable
+from rawinfer.contract.errors import DeadlineExceeded, InferenceFailed, InvalidRequest, Unavailable
 from rawinfer.contract.transcription import TranscriptionParams, parse_transcription_params
+from rawinfer.core.deadline import NEVER, Deadline
 
 SAMPLING_RATE = 16000
 
@@ -104,12 +105,18 @@ class WhisperEngine:
         return duration_s > self.batched_threshold_s
 
     def transcribe(
-        self, audio: np.ndarray, params: TranscriptionParams, *, batched: bool | None = None
+        self,
+        audio: np.ndarray,
+        params: TranscriptionParams,
+        *,
+        batched: bool | None = None,
+        deadline: Deadline = NEVER,
     ) -> dict:
         """The contract's transcription data for `audio` (16 kHz mono float32).
 
         `batched` forces the batched (True) or sequential (False) path, for benchmarks; by
-        default the engine's `mode` and `batched_threshold_s` decide."""
+        default the engine's `mode` and `batched_threshold_s` decide. `deadline` is checked per
+        segment (faster-whisper decodes lazily, one window at a time): past it, decoding stops."""
         if self.model is None:
             self.load()
         if isinstance(params, dict):
@@ -134,13 +141,13 @@ class WhisperEngine:
                     segments, info = self.pipeline.transcribe(
                         audio, vad_filter=True, batch_size=self.batch_size, **common
                     )
-                    segments = list(segments)  # the generator does the decoding
+                    segments = self._collect(segments, deadline)  # the generator decodes
             else:  # WhisperModel.transcribe is safe to call from several threads
                 segments, info = self.model.transcribe(
                     audio, vad_filter=params.vad_filter, **common
                 )
-                segments = list(segments)
-        except (InvalidRequest, Unavailable):
+                segments = self._collect(segments, deadline)
+        except (InvalidRequest, Unavailable, DeadlineExceeded):
             raise
         except Exception as exc:  # a failure inside CTranslate2/onnxruntime on a valid request
             raise InferenceFailed(
@@ -149,6 +156,19 @@ class WhisperEngine:
                 {"kind": type(exc).__name__},
             ) from exc
         return format_result(segments, info, word_timestamps=params.word_timestamps)
+
+    def _collect(self, segments, deadline: Deadline) -> list:
+        out = []
+        try:
+            deadline.check(f"{self.served_model}'s transcription")
+            for seg in segments:
+                out.append(seg)
+                deadline.check(f"{self.served_model}'s transcription")
+        finally:
+            close = getattr(segments, "close", None)
+            if close is not None:
+                close()  # a generator left early stops decoding
+        return out
 
 
 def format_result(segments: list, info, *, word_timestamps: bool) -> dict:

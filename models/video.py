@@ -13,7 +13,10 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import av
 
 from models.files import MAX_DURATION_S, MAX_PIXELS, too_long
-from rawinfer.contract.errors import InvalidRequest
+from rawinfer.contract.errors import DeadlineExceeded, InvalidRequest
+from rawinfer.core.deadline import NEVER, Deadline
+
+MAX_DECODED_FPS = 120  # decoded frames are capped at this rate over the longest duration
 
 T = TypeVar("T")
 _DONE = object()
@@ -131,13 +134,16 @@ def iter_video_frames(
     max_frames: int,
     max_duration_s: float = MAX_DURATION_S,
     max_pixels: int = MAX_PIXELS,
+    deadline: Deadline = NEVER,
 ):
     """Yield `(start, end, image)` per sampled segment: seconds from the video's start and an
     RGB `PIL.Image.Image`, at most `max_frames` of them.
 
     Raises InvalidRequest (possibly after some frames were yielded) for empty or corrupt bytes, a
     file without a video stream, a video without frames, frames over `max_pixels`, and a video
-    longer than `max_duration_s` (declared, or found while decoding)."""
+    longer than `max_duration_s` (declared, or found while decoding), and one with more decoded
+    frames than MAX_DECODED_FPS over `max_duration_s` (timestamps can lie); DeadlineExceeded
+    once `deadline` passes (checked per decoded frame)."""
     if not (
         isinstance(interval_sec, (int, float)) and math.isfinite(interval_sec) and interval_sec > 0
     ):
@@ -146,12 +152,18 @@ def iter_video_frames(
         raise InvalidRequest("max_frames must be a positive integer.")
     if not data:
         raise InvalidRequest("The video is empty; send a video file.")
-    return _iter(data, float(interval_sec), max_frames, max_duration_s, max_pixels)
+    return _iter(data, float(interval_sec), max_frames, max_duration_s, max_pixels, deadline)
 
 
 def _iter(
-    data: bytes, interval: float, max_frames: int, max_duration_s: float, max_pixels: int
+    data: bytes,
+    interval: float,
+    max_frames: int,
+    max_duration_s: float,
+    max_pixels: int,
+    deadline: Deadline,
 ) -> Iterator[tuple[float, float, object]]:
+    max_decoded = int(max_duration_s * MAX_DECODED_FPS)
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError, IndexError):
@@ -191,7 +203,14 @@ def _iter(
         )
         closing = False  # the last allowed segment is pending: decode on only to find its end
         ended = True  # the stream ran out (False: stopped at the boundary after the last segment)
-        for frame in _decoded(container, stream):
+        for decoded, frame in enumerate(_decoded(container, stream), 1):
+            deadline.check("decoding the video")
+            if decoded > max_decoded:
+                raise InvalidRequest(
+                    f"The video has more than {max_decoded:,} frames ({MAX_DECODED_FPS} a second "
+                    f"over the {max_duration_s:g} s limit); send a shorter or lower-rate clip.",
+                    {"max_decoded_frames": max_decoded},
+                )
             if frame.width * frame.height > max_pixels:
                 raise InvalidRequest(
                     f"The video's frames are too large: {frame.width}x{frame.height}; "
@@ -247,7 +266,7 @@ def _iter(
                 if observed > start:
                     end = min(end, observed)
             yield round(start, 6), round(end, 6), image
-    except InvalidRequest:
+    except (InvalidRequest, DeadlineExceeded):
         raise
     except (av.FFmpegError, ValueError, OSError, RuntimeError, IndexError, MemoryError):
         raise InvalidRequest(_UNDECODABLE) from None

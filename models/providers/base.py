@@ -27,6 +27,7 @@ from rawinfer.contract.errors import (
     Unavailable,
 )
 from rawinfer.core.catalog import Catalog
+from rawinfer.core.deadline import Deadline
 
 log = logging.getLogger("rawinfer.providers")
 T = TypeVar("T")
@@ -120,17 +121,6 @@ def redact(text: str | None, secrets: Iterable[str | None] = ()) -> str | None:
         if s:
             text = text.replace(s, "[redacted]")
     return _KEYLIKE.sub("[redacted]", text)[:1000]
-
-
-class Deadline:
-    """The request's remaining time budget, on the monotonic clock."""
-
-    def __init__(self, budget_s: float):
-        self.budget_s = float(budget_s)
-        self.at = time.monotonic() + self.budget_s
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
 
 
 def body_message(body: Any) -> tuple[str | None, str | None]:

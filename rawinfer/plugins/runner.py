@@ -18,7 +18,8 @@ from typing import Any, Callable
 from pydantic import BaseModel, ValidationError
 
 from rawinfer.contract.errors import InvalidRequest, PluginFailed, RawInferError, Unavailable
-from rawinfer.plugins.api import Plugin, PluginContext
+from rawinfer.core.deadline import NEVER, Deadline
+from rawinfer.plugins.api import _DEADLINE, Plugin, PluginContext
 from rawinfer.plugins.discovery import load_reference
 
 log = logging.getLogger("rawinfer.plugins")
@@ -86,17 +87,26 @@ class PluginRunner:
 
     async def run(self, requests: list[dict[str, Any]]) -> list[dict[str, Any] | RawInferError]:
         """Each request is `{"inputs": {...}, "parameters": {...}}` (already validated at the
-        ingress; validated again here into the plugin's models)."""
+        ingress; validated again here into the plugin's models), with an optional "deadline"
+        (a Deadline): a request past it is not run; `infer` sees the latest of the batch's
+        through api.time_left() / api.check_deadline()."""
         if self.plugin is None:
             return [self.unavailable() for _ in requests]
         m = self.plugin.manifest
         out: list[Any] = [None] * len(requests)
         ok: list[int] = []
-        inputs, params = [], []
+        inputs, params, deadlines = [], [], []
         for i, r in enumerate(requests):
+            deadline = r.get("deadline") or NEVER
+            try:
+                deadline.check(f"plugin {self.label}")  # it waited in the batch queue too long
+            except RawInferError as e:
+                out[i] = e
+                continue
             try:
                 inputs.append(m.Inputs.model_validate(r.get("inputs") or {}))
                 params.append(m.Parameters.model_validate(r.get("parameters") or {}))
+                deadlines.append(deadline)
                 ok.append(i)
             except ValidationError as e:
                 errors = field_errors(e, "inputs")
@@ -104,6 +114,7 @@ class PluginRunner:
                     f"{errors[0]['field']}: {errors[0]['message']}", {"errors": errors}
                 )
         if ok:
+            token = _DEADLINE.set(Deadline.latest(deadlines))  # to_thread copies the context
             try:
                 results = await self._infer(inputs, params)
             except Exception as e:
@@ -111,6 +122,8 @@ class PluginRunner:
                     results = [self._failure(e)]
                 else:  # find the request that broke the batch: the others still succeed
                     results = [await self._one(x, p) for x, p in zip(inputs, params)]
+            finally:
+                _DEADLINE.reset(token)
             for i, res in zip(ok, results):
                 out[i] = res
         return out

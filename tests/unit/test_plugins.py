@@ -5,6 +5,7 @@ validation, the gateway's validation at the ingress, and the CLI (new, check, li
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,49 @@ def test_garbage_outputs_are_a_500_naming_the_plugin(test_plugins, tmp_path, mod
 
 
 # ---------------------------------------------------------------------gateway (ingress validation)
+
+
+SLOW = """from __future__ import annotations
+import time
+from pydantic import BaseModel
+from rawinfer.plugins.api import Manifest, Plugin, Resources, check_deadline, time_left
+class Slow(Plugin):
+    class Inputs(BaseModel):
+        steps: int
+    class Outputs(BaseModel):
+        done: int
+        left: float
+    manifest = Manifest(name="slow", version="1.0.0", Inputs=Inputs, Outputs=Outputs,
+                        outputs=["done"], resources=Resources(num_cpus=0.01), example={"steps": 1})
+    calls = 0
+    def infer(self, inputs, parameters):
+        type(self).calls += 1
+        out = []
+        for x in inputs:
+            for _ in range(x.steps):
+                check_deadline()
+                time.sleep(0.05)
+            out.append({"done": x.steps, "left": min(time_left(), 1e9)})
+        return out
+"""
+
+
+def test_a_plugin_sees_its_deadline_and_stops_at_it(tmp_path):
+    """`check_deadline()` in a plugin's loop stops it once the request is due (200 steps would
+    take 10 s); a request already due when its batch runs is not run at all."""
+    from rawinfer.contract.errors import DeadlineExceeded
+    from rawinfer.core.deadline import Deadline
+
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "plugin.py").write_text(SLOW)
+    r = runner(tmp_path / "slow", tmp_path / "cache")
+    assert asyncio.run(r.run([{"inputs": {"steps": 2}}])) == [{"done": 2, "left": 1e9}]
+    (ok,) = asyncio.run(r.run([{"inputs": {"steps": 1}, "deadline": Deadline(30)}]))
+    assert ok["done"] == 1 and 25 < ok["left"] <= 30
+    t0 = time.perf_counter()
+    (res,) = asyncio.run(r.run([{"inputs": {"steps": 200}, "deadline": Deadline(0.3)}]))
+    assert isinstance(res, DeadlineExceeded) and status_of(res)[0] == 504
+    assert time.perf_counter() - t0 < 1.5
+    calls = type(r.plugin).calls
+    (res,) = asyncio.run(r.run([{"inputs": {"steps": 1}, "deadline": Deadline(0)}]))
+    assert isinstance(res, DeadlineExceeded) and type(r.plugin).calls == calls  # not run
