@@ -322,8 +322,9 @@ class ChatEngine:
         request_id: str,
         timeout_s: float | None = None,
     ) -> AsyncIterator[dict]:
-        """Yield `{"delta": str}` events, then `{"final": <generate()'s dict>}`. One prompt or one
-        conversation. Closing or cancelling the iterator aborts the request in the engine."""
+        """Yield `{"delta": str, "tokens": {"prompt", "completion"}}` events (tokens so far), then
+        `{"final": <generate()'s dict>}`. One prompt or one conversation. Closing or cancelling the
+        iterator aborts the request in the engine."""
         if isinstance(prompts, list) and len(prompts) != 1:
             raise InvalidRequest(
                 "streaming answers one prompt (or one messages conversation) at a time"
@@ -356,7 +357,9 @@ class ChatEngine:
                     finish = comp.finish_reason or finish
                     if comp.text:
                         parts.append(comp.text)
-                        yield {"delta": comp.text}
+                        # the running count: a stream cut here is billed what it produced
+                        tokens = {"prompt": n_prompt, "completion": n_completion}
+                        yield {"delta": comp.text, "tokens": tokens}
                 if out.finished:
                     break
             done = True

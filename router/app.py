@@ -285,9 +285,10 @@ class Ingress:
     async def usage(self, request: Request) -> Response:
         """The caller's namespace's usage: `?from=&to=&group_by=key|target|task|status|day`."""
         rid = _rid(request)
-        _, ns = await self.gateway.auth(
+        key, ns = await self.gateway.auth(
             request.headers.get("authorization"), request.headers.get("x-namespace")
         )
+        await self.gateway.admit_read(key, ns, state_of(request.scope))  # aggregates: metered
         q = request.query_params
         out = await admin.usage(self.store, ns.id, q.get("from"), q.get("to"), q.get("group_by"))
         return json_response({**out, "request_id": rid})
@@ -318,7 +319,9 @@ class Ingress:
     async def models(self, request: Request) -> Response:
         rid = _rid(request)
         out = await self.gateway.list_models(
-            request.headers.get("authorization"), request.headers.get("x-namespace")
+            request.headers.get("authorization"),
+            request.headers.get("x-namespace"),
+            state_of(request.scope),
         )
         out["request_id"] = rid
         return json_response(out)

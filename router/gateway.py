@@ -30,7 +30,7 @@ from rawinfer.contract.errors import (
 from rawinfer.core.catalog import Catalog
 from rawinfer.core.settings import Settings
 from rawinfer.tenancy.keys import KeyInfo, NamespaceInfo
-from rawinfer.tenancy.limits import KeyConcurrency, LocalLimiter, subjects_for
+from rawinfer.tenancy.limits import REQUESTS, KeyConcurrency, LocalLimiter, subjects_for
 from rawinfer.tenancy.store import Store
 from router import plugins
 from router.auth import Authenticator
@@ -39,7 +39,7 @@ from router.logs import request_id_var
 from router.media import MediaFetcher
 from router.resolution import Addressing, CatalogIndex, Target, resolve
 from router.state import RequestState
-from router.tasks import TASKS, plugin_task, provider_payload
+from router.tasks import TASKS, check_provider_spend, plugin_task, provider_payload
 
 log = logging.getLogger("rawinfer.ingress")
 GRACE_S = 2.0  # the ingress's backstop after the deadline that engines enforce themselves
@@ -187,6 +187,8 @@ class Gateway:
             raise InvalidRequest(f"task {task.value} is not served by this server yet")
         inputs = validated(spec.inputs, req.inputs, "inputs")
         params = validated(spec.params, req.parameters, "parameters")
+        if target.engine == "provider":
+            check_provider_spend(inputs, params, self.settings.limits.provider_max_output_tokens)
         admission = None
         if self.limiter is not None:
             admission = await self.limiter.acquire(subjects_for(key, ns, self.settings.limits))
@@ -333,10 +335,28 @@ class Gateway:
             if "final" in event:
                 yield {"final": self._response(p, event["final"])}
                 return
+            tokens = event.pop("tokens", None)
+            if tokens:  # so far: a stream cut before its final event is billed what it produced
+                p.state.tokens = {**tokens, "total": sum(tokens.values())}
             yield event
 
-    async def list_models(self, authorization: str | None, namespace: str | None) -> dict[str, Any]:
+    async def admit_read(self, key: KeyInfo, ns: NamespaceInfo, state: RequestState) -> None:
+        """A read route (usage, model listings) is metered as an inference is: the key's
+        in-flight slot and its request limits (not its tokens). It leaves no usage record: the
+        ledger holds inference work, and reading it does not change it (docs/tenancy.md)."""
+        if state.release is None:
+            state.release = self.concurrency.enter(key.id)
+        if self.limiter is not None:
+            subjects = subjects_for(key, ns, self.settings.limits)
+            admission = await self.limiter.acquire([s for s in subjects if s.kind == REQUESTS])
+            state.rate_headers = admission.headers()
+            await self.settle(admission, {})
+
+    async def list_models(
+        self, authorization: str | None, namespace: str | None, state: RequestState
+    ) -> dict[str, Any]:
         key, ns = await self.auth(authorization, namespace)
+        await self.admit_read(key, ns, state)
         self.plugin_status = await plugins.load_status(self.index.catalog, self.backends)
         return {"namespace": ns.id, "data": self.listing()}
 

@@ -156,9 +156,10 @@ async def embeddings(gateway: Gateway, request: Request, body: bytes) -> Respons
 
 
 async def models(gateway: Gateway, request: Request) -> Response:
-    await gateway.auth(
+    key, ns = await gateway.auth(
         request.headers.get("authorization"), request.headers.get("x-namespace"), key_default=True
     )
+    await gateway.admit_read(key, ns, state_of(request.scope))
     now = int(time.time())
     ids = []
     for t in gateway.index.catalog.targets:

@@ -141,3 +141,21 @@ TASKS: dict[Task, TaskSpec] = {
     Task.text_embedding: TaskSpec(TextInputs, TextEmbeddingParams, _text_embedding),
     Task.transcription: TaskSpec(TranscriptionInputs, TranscriptionParams, _transcription),
 }
+
+
+def check_provider_spend(inputs: Any, params: Any, cap: int | None) -> None:
+    """A chat or vision request whose prompts x max_tokens toward a cloud provider passes `cap`
+    (limits.provider_max_output_tokens) is refused before any upstream call: each prompt is one
+    call, each billed up to max_tokens."""
+    max_tokens = getattr(params, "max_tokens", None)
+    if cap is None or not isinstance(max_tokens, int):
+        return
+    prompts = getattr(inputs, "prompts", None)
+    n = len(prompts) if isinstance(prompts, list) else 1
+    if n * max_tokens > cap:
+        raise InvalidRequest(
+            f"{n} prompt(s) x max_tokens {max_tokens} = {n * max_tokens} output tokens asked of a "
+            f"cloud provider in one request; the limit is {cap}: send fewer prompts per request "
+            "or a lower max_tokens",
+            {"limit": cap, "prompts": n, "max_tokens": max_tokens},
+        )

@@ -209,5 +209,6 @@ class ChatGenerator(Protocol):
         request_id: str,
         timeout_s: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """`{"delta": str}` events, then `{"final": <generate()'s dict>}`."""
+        """`{"delta": str, "tokens": {"prompt": int, "completion": int}}` events (tokens so far),
+        then `{"final": <generate()'s dict>}`."""
         ...

@@ -43,6 +43,12 @@ class LimitSettings(BaseModel):
         description="requests one key may have in flight on one ingress replica (None: no cap); "
         "past it, a 429 at once",
     )
+    provider_max_output_tokens: int | None = Field(
+        65_536,
+        ge=1,
+        description="prompts x max_tokens one chat or vision request may ask of a cloud provider "
+        "(what it can spend at once; None: no cap); past it, a 400",
+    )
     admin_rpm: int = Field(
         120,
         ge=1,

@@ -297,7 +297,7 @@ class LocalLimiter:
                 continue
             st = self._st(sub.name, now)
             self._note_use(st, tokens, now)
-            if st.window != g.window:  # lease gone (window over locally): charge the shared window
+            if st.window != g.window:  # admitted in a window now over: the shared one charges now
                 await self._send(
                     {"op": "debit", "name": sub.name, "window": g.window, "amount": tokens}
                 )

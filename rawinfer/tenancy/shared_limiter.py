@@ -61,10 +61,10 @@ class SharedLimiter:
             slot[1] = max(0, slot[1] - n)
 
     def debit(self, name: str, window: int, amount: int, now: float | None = None) -> None:
-        """Charges tokens used after admission to `window` (dropped if that window is over)."""
-        now = self.clock() if now is None else now
-        slot = self._slots.get(name)
-        if slot is not None and slot[0] == window == self._window(name, now)[0] and amount > 0:
+        """Charges tokens used after admission: to the current window, also when the request was
+        admitted in an earlier one (a request that ends after its window still pays, now)."""
+        if amount > 0:
+            slot, _ = self._slot(name, self.clock() if now is None else now)
             slot[1] += amount
 
     def used(self, name: str) -> int:

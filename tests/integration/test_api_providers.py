@@ -319,3 +319,23 @@ def test_the_openai_adapter_speaks_to_our_own_openai_routes(service, fakes):
     assert chat["data"]["responses"][0]["text"] and chat["tokens_used"]["total"] > 0
     assert len(emb["data"]["embeddings"]) == 2
     assert fakes.openai.requests[-1].json["model"] == "text-embedding-3-small"
+
+
+def test_prompts_times_max_tokens_toward_a_provider_is_capped(http, service, fakes):
+    """limits.provider_max_output_tokens (65,536 by default): 256 prompts x 4,096 tokens would let
+    one request spend a million output tokens of the operator's account; it is a 400 naming the
+    limit, and no upstream call is made. Under the cap the same prompts are answered."""
+    body = {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "inputs": {"prompts": [f"question {i}" for i in range(32)]},
+        "parameters": {"max_tokens": 4096},
+    }
+    r = post(http, service, body)
+    assert_error(r, 400)
+    err = r.json()["error"]
+    assert err["details"] == {"limit": 65536, "prompts": 32, "max_tokens": 4096}
+    assert "max_tokens" in err["message"] and fakes.openai.requests == []
+    r = post(http, service, {**body, "parameters": {"max_tokens": 2048}})  # exactly the cap
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]["responses"]) == 32 and len(fakes.openai.requests) == 32

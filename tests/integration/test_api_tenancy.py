@@ -210,3 +210,28 @@ def test_a_key_may_hold_only_so_many_requests_in_flight(service, fakes):
     with service.client() as c:  # every slot was given back
         ok = c.post("/v1/inference", json=body, headers=service.headers("a", "team-a"))
     assert ok.status_code == 200, ok.text
+
+
+def test_read_routes_are_metered(service):
+    """/v1/usage, /v1/inference/models and /v1/models take the key's request limit like an
+    inference: a flood of aggregate queries over the ledger is not free."""
+    from rawinfer.tenancy.limits import window_of
+    from rawinfer.tenancy.store import Store
+
+    info, secret = Store(service.database_url).create_key("reads", namespaces=["limited"], rpm=3)
+    _, left = window_of(f"key:{info.id}:rpm", time.time())
+    if left < 20:  # the four calls in one window
+        time.sleep(left + 0.5)
+    headers = {"Authorization": f"Bearer {secret}", "X-Namespace": "limited"}
+    with service.client() as c:
+        answers = [
+            c.get(path, headers=headers)
+            for path in ("/v1/usage", "/v1/inference/models", "/v1/models", "/v1/usage")
+        ]
+        # an inference shares the budget: it is spent
+        inference = c.post("/v1/inference", json=EMBED, headers=headers)
+    assert [r.status_code for r in answers] == [200, 200, 200, 429], [r.text for r in answers]
+    assert all(r.headers["x-ratelimit-limit"] == "3" for r in answers[:3])
+    assert_error(answers[3], 429, "RateLimitError")
+    assert int(answers[3].headers["retry-after"]) >= 1
+    assert_error(inference, 429, "RateLimitError")

@@ -73,13 +73,18 @@ def test_shared_acquire_windows_reset_and_retry_after():
         and g.reset_s == pytest.approx(60.0)
         and g.window == denied.window + 1
     )
-    # cost 0 (tokens): admitted while anything is left; debits count only in their own window
+    # cost 0 (tokens): admitted while anything is left; tokens are charged when they are known
     tok = Subject("ns:n:tpm", 100, TOKENS)
     g = shared.acquire(tok, 0)
     shared.debit(tok.name, g.window, 150)
     assert not shared.acquire(tok, 0).allowed and shared.used(tok.name) == 150
-    shared.debit(tok.name, g.window - 1, 1000)  # an old window's debit is dropped
-    assert shared.used(tok.name) == 150
+    # a request admitted in an earlier window that ends now pays in the current one
+    shared.debit(tok.name, g.window - 1, 1000)
+    assert shared.used(tok.name) == 1150
+    clock.t += 60.0  # the next window: a request admitted before it ends after its start
+    assert shared.acquire(tok, 0).allowed
+    shared.debit(tok.name, g.window, 30)
+    assert shared.used(tok.name) == 30 and shared.acquire(tok, 0).allowed
     # phases differ per subject, so not every counter resets at once
     assert (
         len(

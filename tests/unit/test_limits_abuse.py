@@ -1,5 +1,6 @@
 """The limiter under faults: a shared limiter that hangs costs a request at most its call
-timeout (then fail_open decides), and leased units idle at one replica go back on their own."""
+timeout (then fail_open decides), leased units idle at one replica go back on their own, and a
+request that ends after its window still pays its tokens."""
 
 from __future__ import annotations
 
@@ -9,8 +10,24 @@ import time
 import pytest
 
 from rawinfer.contract.errors import RateLimited
-from rawinfer.tenancy.limits import REQUESTS, LocalLimiter, Subject, window_of
+from rawinfer.tenancy.limits import REQUESTS, TOKENS, LocalLimiter, Subject, window_of
 from rawinfer.tenancy.shared_limiter import SharedLimiter
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def direct(shared: SharedLimiter):
+    async def call(req):
+        return shared.handle(req)
+
+    return call
+
 
 SUB = Subject("key:k1:rpm", 100, REQUESTS, "key")
 
@@ -63,3 +80,24 @@ def test_idle_leases_go_back_without_anyone_calling_start():
 
     leased_left, back = asyncio.run(main())
     assert leased_left < 80 and back == 80
+
+
+def test_tokens_of_a_request_that_ends_after_its_window_are_charged_to_the_current_one():
+    """tpm 100: a request admitted in one window that ends in the next uses 80 tokens; they count
+    in the window it ended in, so a second 80 there is the last one admitted."""
+
+    async def main():
+        clock = Clock()
+        shared = SharedLimiter(60.0, clock)
+        tpm = Subject("key:late:tpm", 100, TOKENS)
+        lim = LocalLimiter(direct(shared), idle_return_s=100, clock=clock)
+        long_one = await lim.acquire([tpm])
+        clock.t += 61.0  # the window it was admitted in is over when it ends
+        await lim.settle(long_one, 80)
+        assert shared.used(tpm.name) == 80
+        await lim.settle(await lim.acquire([tpm]), 80)
+        with pytest.raises(RateLimited):
+            await lim.acquire([tpm])
+        await lim.close()
+
+    asyncio.run(main())
