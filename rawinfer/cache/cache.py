@@ -16,6 +16,15 @@ from rawinfer.cache.store import SemanticStore
 from rawinfer.core.settings import SemanticCacheSettings
 
 
+def store_options(s: SemanticCacheSettings) -> dict[str, Any]:
+    return {
+        "m": s.hnsw_m,
+        "ef_construction": s.hnsw_ef_construction,
+        "ef": s.hnsw_ef,
+        "namespace_max_entries": s.namespace_max_entries,
+    }
+
+
 class SemanticCache:
     def __init__(
         self,
@@ -24,9 +33,7 @@ class SemanticCache:
         rng: random.Random | None = None,
     ):
         self.settings = s = settings or SemanticCacheSettings()
-        self.store = store or SemanticStore(
-            s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef
-        )
+        self.store = store or SemanticStore(s.max_entries, **store_options(s))
         self.policy = VerifiedPolicy(s.min_observations, rng or random.Random(s.seed))
         self.exact = ExactLRU(s.exact_max_entries, s.exact_max_bytes, s.exact_namespace_max_entries)
         self.stats: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -45,9 +52,7 @@ class SemanticCache:
         rng: random.Random | None = None,
     ) -> "SemanticCache":
         s = settings or SemanticCacheSettings()
-        store = SemanticStore.restore(
-            path, s.max_entries, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef=s.hnsw_ef
-        )
+        store = SemanticStore.restore(path, s.max_entries, **store_options(s))
         cache = cls(s, store, rng)
         for e in store:
             cache.labels[e.partition] = (e.namespace, e.label)

@@ -53,6 +53,7 @@ class SemanticCacheClient:
         self._reports: dict[tuple[str, str, str], collections.Counter] = {}
         self._flush: asyncio.Task | None = None
         self._flush_waiting = False
+        self.dropped = 0  # background work refused at max_background_tasks
 
     def plan(
         self,
@@ -200,6 +201,18 @@ class SemanticCacheClient:
         return self.local.clear(namespace) if self.local is not None else 0
 
     def _background(self, coro) -> None:
+        """Off the request path, bounded: past `max_background_tasks` the work is dropped (the
+        cache learns less from a flood instead of holding a task per request)."""
+        if len(self.pending) >= self.settings.max_background_tasks:
+            coro.close()
+            self.dropped += 1
+            if self.dropped in (1, 10) or self.dropped % 1000 == 0:
+                log.warning(
+                    "semantic cache: %d background tasks dropped (max_background_tasks=%d)",
+                    self.dropped,
+                    self.settings.max_background_tasks,
+                )
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)

@@ -76,11 +76,20 @@ class Partition:
 
 class SemanticStore:
     def __init__(
-        self, max_entries: int = 10_000, *, m: int = 16, ef_construction: int = 100, ef: int = 64
+        self,
+        max_entries: int = 10_000,
+        *,
+        m: int = 16,
+        ef_construction: int = 100,
+        ef: int = 64,
+        namespace_max_entries: int | None = None,
     ):
         self.max_entries = max_entries
+        self.namespace_max_entries = namespace_max_entries  # None: only the global bound
         self._hnsw = (m, ef_construction, ef)
         self.entries: collections.OrderedDict[int, Entry] = collections.OrderedDict()  # LRU first
+        # namespace -> its entry ids, least recently used first (the per-namespace quota)
+        self.by_namespace: dict[str, collections.OrderedDict[int, None]] = {}
         self.partitions: dict[str, Partition] = {}
         self.next_id = 1
         self.evicted = 0
@@ -109,8 +118,13 @@ class SemanticStore:
         return self.entries.get(entry_id)
 
     def touch(self, entry_id: int) -> None:
-        if entry_id in self.entries:
+        entry = self.entries.get(entry_id)
+        if entry is not None:
             self.entries.move_to_end(entry_id)
+            self.by_namespace[entry.namespace].move_to_end(entry_id)
+
+    def namespace_entries(self, namespace: str) -> int:
+        return len(self.by_namespace.get(namespace, ()))
 
     # ---------------------------------------------------------------- changes
     def add(
@@ -129,8 +143,11 @@ class SemanticStore:
         if part is not None and part.dim != v.size:  # another embedder: start the partition afresh
             self._drop_partition(partition)
             part = None
+        quota = self.namespace_max_entries
+        while quota is not None and self.namespace_entries(namespace) >= quota:
+            self._evict(next(iter(self.by_namespace[namespace])))  # its own oldest, not another's
         while len(self.entries) >= self.max_entries:
-            self._evict_oldest()
+            self._evict(next(iter(self.entries)))
         if part is None:
             part = self.partitions[partition] = Partition(partition, v.size, *self._hnsw)
         entry = Entry(
@@ -143,21 +160,26 @@ class SemanticStore:
         self.next_id = max(self.next_id, entry.id + 1)
         part.add(entry)
         self.entries[entry.id] = entry
+        self.by_namespace.setdefault(namespace, collections.OrderedDict())[entry.id] = None
         return entry
 
     def remove(self, entry_id: int) -> None:
         entry = self.entries.pop(entry_id, None)
         if entry is None:
             return
+        mine = self.by_namespace.get(entry.namespace)
+        if mine is not None:
+            mine.pop(entry_id, None)
+            if not mine:
+                del self.by_namespace[entry.namespace]
         part = self.partitions.get(entry.partition)
         if part is not None:
             part.remove(entry_id)
             if not part.live:
                 del self.partitions[entry.partition]
 
-    def _evict_oldest(self) -> None:
-        oldest = next(iter(self.entries))
-        self.remove(oldest)
+    def _evict(self, entry_id: int) -> None:
+        self.remove(entry_id)
         self.evicted += 1
 
     def _drop_partition(self, partition: str) -> None:
@@ -165,7 +187,7 @@ class SemanticStore:
             self.remove(e.id)
 
     def clear_namespace(self, namespace: str) -> int:
-        doomed = [e.id for e in self.entries.values() if e.namespace == namespace]
+        doomed = list(self.by_namespace.get(namespace, ()))
         for entry_id in doomed:
             self.remove(entry_id)
         return len(doomed)
@@ -217,7 +239,9 @@ class SemanticStore:
         self.write_snapshot(path, self.snapshot_arrays())
 
     @classmethod
-    def restore(cls, path: str | Path, max_entries: int = 10_000, **hnsw: int) -> "SemanticStore":
+    def restore(
+        cls, path: str | Path, max_entries: int = 10_000, **hnsw: int | None
+    ) -> "SemanticStore":
         """A store holding the snapshot's entries (the most recently used ones when it holds more
         than `max_entries`). Raises ValueError for a file that is not a snapshot of this version."""
         store = cls(max_entries, **hnsw)

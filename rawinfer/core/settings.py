@@ -122,6 +122,19 @@ class SemanticCacheSettings(BaseModel):
         "(concurrent misses of one prompt); the pair is judged and recorded as an "
         "observation instead",
     )
+    namespace_max_entries: int | None = Field(
+        None,
+        ge=1,
+        description="entries one namespace may hold in the semantic tier; a namespace at its "
+        "quota evicts its own least recently used entry, never another's (None: only max_entries)",
+    )
+    max_background_tasks: int = Field(
+        256,
+        ge=1,
+        description="judging, learning and exact-tier writes each ingress replica runs off the "
+        "request path at once; past it new ones are dropped and counted (the cache learns less, "
+        "no request waits)",
+    )
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef: int = Field(64, ge=1, description="search breadth (hnswlib ef)")
     hnsw_ef_construction: int = Field(100, ge=1)

@@ -170,3 +170,34 @@ def test_audits_are_judged_and_reported():
     audits = sum(r["exact_audits"] for r in h.core.partition_stats("ns"))
     wrong = sum(r["exact_audit_incorrect"] for r in h.core.partition_stats("ns"))
     assert (audits, wrong) == (1, 1)  # "answer 2" is not "answer 1": the audit saw it
+
+
+def test_background_work_is_bounded_and_dropped_work_counted():
+    async def scenario():
+        h = Harness(max_background_tasks=2, exact_audit_fraction=0.0, exact_local_entries=0)
+        gate = asyncio.Event()
+        slow = h._cache
+
+        async def stalled(req):  # the cache deployment stops answering writes
+            if req["op"] in ("exact_put", "add"):
+                await gate.wait()
+            return await slow(req)
+
+        h.client.cache = stalled
+        plans = [h.plan(f"Question {i}?", temperature=0) for i in range(6)]
+
+        async def fresh():
+            h.calls += 1
+            return {"data": answers("a"), "tokens_used": {"total": 1}}
+
+        for plan in plans:  # each answered at once although its write cannot finish
+            out = await asyncio.wait_for(h.client.execute(plan, fresh), 2)
+            assert out["cache_hit"] is False
+        assert len(h.client.pending) == 2 and h.client.dropped >= 4
+        gate.set()
+        await h.client.close()
+        assert h.client.pending == set()
+        return h
+
+    h = asyncio.run(scenario())
+    assert h.calls == 6

@@ -169,6 +169,34 @@ def test_eviction_keeps_the_most_recently_used_within_the_bound():
     assert store.partitions == {}  # an emptied partition is dropped
 
 
+def test_a_namespace_at_its_quota_evicts_its_own_entries_never_another_s(tmp_path):
+    cache = SemanticCache(SemanticCacheSettings(max_entries=100, namespace_max_entries=3))
+    rng = np.random.default_rng(7)
+    quiet = [
+        cache.add("q:p", "quiet", "t", rng.normal(size=8), {"i": i})["entry_id"] for i in range(3)
+    ]
+    for i in range(50):  # a flood from one namespace, over two partitions
+        cache.add(f"loud:p{i % 2}", "loud", "t", rng.normal(size=8), {"i": i})
+    store = cache.store
+    assert store.namespace_entries("loud") == 3 and store.namespace_entries("quiet") == 3
+    assert all(store.get(i) is not None for i in quiet)  # the flood evicted none of these
+    assert {e.response["i"] for e in store if e.namespace == "loud"} == {47, 48, 49}
+    assert store.evicted == 47 and len(store) == 6
+    assert sum(len(p.live) for p in store.partitions.values()) == 6  # index memory bounded too
+    stats = cache.handle({"op": "stats", "namespace": "loud"})
+    assert stats["entries"] == 3 and stats["total_entries"] == 6
+    # the quota holds across a restart, and clearing a namespace leaves none of its ids behind
+    cache.store.snapshot(tmp_path / "s.npz")
+    again = SemanticCache.restore(
+        tmp_path / "s.npz", SemanticCacheSettings(namespace_max_entries=2)
+    )
+    assert (
+        again.store.namespace_entries("loud") == 2 and again.store.namespace_entries("quiet") == 2
+    )
+    assert cache.clear("loud")["cleared"] == 3 and "loud" not in store.by_namespace
+    assert len(store) == 3
+
+
 def test_concurrent_misses_of_one_prompt_add_one_entry():
     cache = SemanticCache(SemanticCacheSettings())
     assert cache.add("p", "ns", "t", vec(0.6, 0.8), {"data": 1})["added"] is True
