@@ -28,7 +28,7 @@ from rawinfer.tenancy.ledger import UsageLedger
 from rawinfer.tenancy.limits import LocalLimiter
 from rawinfer.tenancy.store import Store
 from rawinfer.tenancy.usage import usage_row
-from router import admin_routes, openai_audio, openai_chat
+from router import admin_listener, admin_routes, openai_audio, openai_chat
 from router import openai_compat as oai
 from router.errors import error_response, for_status
 from router.gateway import Gateway, parse_json, validated
@@ -153,6 +153,11 @@ class Ingress:
         self.gateway = Gateway(
             self.settings, cat, callers, store, providers_ready, limiter, self.cache_call
         )
+        self.admin_server = None
+        if self.settings.admin_port is not None:  # the admin API on its own port only
+            self.admin_server, _ = admin_listener.start(
+                api, self.settings.admin_host, self.settings.admin_port
+            )
 
     def _record_usage(self, route: str, status: int, seconds: float, state: RequestState) -> None:
         """Every authenticated request goes to the usage ledger (off the request path)."""
@@ -180,6 +185,8 @@ class Ingress:
 
     async def __del__(self):
         """Serve's graceful shutdown: flush the usage ledger, hand leased rate units back."""
+        if self.admin_server is not None:
+            self.admin_server.should_exit = True
         if self.gateway.cache is not None:  # observations still being judged
             await self.gateway.cache.close()
         await self.ledger.close()
@@ -297,6 +304,8 @@ class Ingress:
     async def admin_api(self, request: Request, path: str) -> Response:
         """Organisations, namespaces, keys, limits and usage; admin keys only."""
         rid = _rid(request)
+        if self.admin_server is not None and not request.scope.get(admin_listener.ADMIN_SCOPE_KEY):
+            raise for_status(404, f"no route {request.url.path}")  # served on the admin port
         actor = await self.gateway.auth.key(request.headers.get("authorization"))
         admin.require_admin(actor)
         self.admin_throttle.check(actor.id)

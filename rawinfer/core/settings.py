@@ -209,6 +209,16 @@ class Settings(BaseSettings):
         description="the development key `make run` creates (rawinfer dev-init); `rawinfer batch` "
         "uses it against a local service when no key variable is set",
     )
+    admin_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve /v1/admin on this port of its own (each ingress replica listens on it) "
+        "and answer 404 for it on the public port; None: admin shares the public port",
+    )
+    admin_host: str = Field(
+        "127.0.0.1", description="the address the admin port binds (0.0.0.0 in a pod)"
+    )
     request_timeout_s: float = Field(60.0, gt=0)
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     auth_cache_ttl_s: float = Field(
