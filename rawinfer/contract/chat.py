@@ -19,13 +19,18 @@ ROLES = ("system", "user", "assistant")
 REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
+# jsonschema matches patternProperties with Python's `re` when it looks for unevaluated keys
+UNBOUNDED_PAIR = frozenset({"unevaluatedProperties", "patternProperties"})
+
+
 def refuse_remote_refs(schema: Any, where: str = "parameters.schema") -> None:
     """A JSON Schema may only refer inside itself (`#...`): a remote `$ref` or a base `$id`
     would make the validator fetch a URL chosen by the client (docs/security.md)."""
-    stack = [(schema, where)]
+    stack, seen = [(schema, where)], set()
     while stack:
         node, path = stack.pop()
         if isinstance(node, dict):
+            seen.update(UNBOUNDED_PAIR & node.keys())
             for key, value in node.items():
                 if key in REF_KEYS and isinstance(value, str) and not value.startswith("#"):
                     raise InvalidRequest(
@@ -41,6 +46,12 @@ def refuse_remote_refs(schema: Any, where: str = "parameters.schema") -> None:
                 stack.append((value, f"{path}.{key}"))
         elif isinstance(node, list):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node))
+    if seen == UNBOUNDED_PAIR:
+        raise InvalidRequest(
+            f"{where} may not combine unevaluatedProperties with patternProperties: jsonschema "
+            "matches those patterns without a time bound; use additionalProperties instead",
+            {"field": where},
+        )
 
 
 def last_message_rule(role: str) -> None:

@@ -37,6 +37,19 @@ def test_local_references_and_keywords_as_property_names_are_kept():
     assert ChatParams.model_validate({"schema": schema}).json_schema == schema
 
 
+def test_unevaluated_with_pattern_properties_is_refused():
+    both = {
+        "type": "object",
+        "allOf": [{"patternProperties": {"^(a|aa)+$": {}}}],
+        "unevaluatedProperties": False,
+    }
+    with pytest.raises(InvalidRequest) as e:
+        ChatParams.model_validate({"schema": both})
+    assert "unevaluatedProperties" in e.value.message and "additionalProperties" in e.value.message
+    alone = {"type": "object", "patternProperties": {"^x-": {}}, "additionalProperties": False}
+    assert ChatParams.model_validate({"schema": alone}).json_schema == alone
+
+
 def test_list_lengths_are_capped():
     TextInputs(texts=["a"] * MAX_TEXTS)
     with pytest.raises(ValidationError, match="at most"):

@@ -54,3 +54,32 @@ def test_a_catastrophic_pattern_is_bounded():
     assert message is not None and "too long" in message
     assert time.perf_counter() - t0 < 5  # Python's re would take minutes here
     assert "not a valid" in schema_error("x", {"type": "string", "pattern": "("})
+
+
+def test_pattern_properties_keys_are_bounded_too():
+    key = "a" * 60 + "!"
+    for schema in (
+        {"type": "object", "patternProperties": {"^(a|aa)+$": {"type": "integer"}}},
+        # additionalProperties consults the patterns as well
+        {"type": "object", "patternProperties": {"^(a|aa)+$": {}}, "additionalProperties": False},
+    ):
+        t0 = time.perf_counter()
+        message = schema_error({key: 1}, schema)
+        assert message is not None and "too long" in message
+        assert time.perf_counter() - t0 < 5
+    bad = {"type": "object", "patternProperties": {"(": {}}}
+    assert "not a valid" in schema_error({"k": 1}, bad)
+
+
+def test_pattern_and_additional_properties_still_validate():
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}},
+        "patternProperties": {"^x-": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    assert schema_error({"id": "a", "x-n": 3}, schema) is None
+    assert "integer" in schema_error({"x-n": "three"}, schema)
+    assert "additional properties" in schema_error({"other": 1}, schema)
+    typed = {"type": "object", "additionalProperties": {"type": "string"}}
+    assert schema_error({"a": "b"}, typed) is None and "string" in schema_error({"a": 1}, typed)
