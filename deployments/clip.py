@@ -13,7 +13,7 @@ from ray import serve
 
 from deployments.base import BatchSettings, EngineOptions, engine_defaults, guarded
 from models.clip import ClipEngine
-from models.files import MAX_PIXELS
+from models.files import MAX_DURATION_S, MAX_PIXELS
 from models.images import decode_image
 from rawinfer.contract import MultimodalParams
 from rawinfer.contract.errors import InvalidRequest
@@ -36,6 +36,9 @@ class ClipOptions(EngineOptions):
     max_pixels: int = Field(MAX_PIXELS, ge=1, description="largest decoded image")
     interval_sec: float = Field(1.0, gt=0, description="video: seconds between sampled frames")
     max_frames: int = Field(120, ge=1, description="video: most frames sampled")
+    max_video_s: float = Field(
+        MAX_DURATION_S, gt=0, description="video: longest accepted (raise with the deadline)"
+    )
     max_texts: int = Field(256, ge=1, description="texts per request")
 
 
@@ -62,6 +65,7 @@ class ClipDeployment:
         self.max_pixels = opts.max_pixels
         self.interval_sec = opts.interval_sec
         self.max_frames = opts.max_frames
+        self.max_video_s = opts.max_video_s
         self.max_texts = opts.max_texts
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -108,6 +112,7 @@ class ClipDeployment:
             request["media"],
             interval_sec=interval,
             max_frames=max_frames,
+            max_duration_s=self.max_video_s,
             normalize=normalize,
             deadline=Deadline.of(request),  # decoding and encoding stop once it passes
         )

@@ -129,3 +129,21 @@ def test_decoded_frames_are_capped_when_timestamps_compress_time():
     assert e.value.details == {"max_decoded_frames": 120}
     # the same video under a cap it fits: every sampled frame
     assert len(list(iter_video_frames(data, interval_sec=0.01, max_frames=1000))) == 40
+
+
+def test_default_media_duration_fits_the_deadline():
+    """11 minutes of (silent) audio is more than one 60 s request can transcribe: refused by
+    default, before it is decoded into 42 MB of samples; accepted when the cap is raised."""
+    import subprocess
+
+    flac = subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono"]
+        + ["-t", "660", "-c:a", "flac", "-f", "flac", "-"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    took, err = timed(decode_audio, flac)
+    assert isinstance(err, InvalidRequest) and err.details == {"max_duration_s": 600.0}, err
+    assert took < 5, took  # refused from the header or the first packets, not after decoding
+    assert decode_audio(flac, max_duration_s=700).shape[0] == 660 * 16000
