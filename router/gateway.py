@@ -188,7 +188,7 @@ class Gateway:
         inputs = validated(spec.inputs, req.inputs, "inputs")
         params = validated(spec.params, req.parameters, "parameters")
         if target.engine == "provider":
-            check_provider_spend(inputs, params, self.settings.limits.provider_max_output_tokens)
+            check_provider_spend(task, inputs, params, self.settings.limits)
         admission = None
         if self.limiter is not None:
             admission = await self.limiter.acquire(subjects_for(key, ns, self.settings.limits))

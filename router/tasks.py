@@ -26,6 +26,7 @@ from rawinfer.contract import (
 )
 from rawinfer.contract.errors import InvalidRequest, Unavailable
 from rawinfer.contract.transcription import TranscriptionParams
+from rawinfer.core.settings import LimitSettings
 
 
 class MediaLoader(Protocol):
@@ -143,15 +144,26 @@ TASKS: dict[Task, TaskSpec] = {
 }
 
 
-def check_provider_spend(inputs: Any, params: Any, cap: int | None) -> None:
-    """A chat or vision request whose prompts x max_tokens toward a cloud provider passes `cap`
-    (limits.provider_max_output_tokens) is refused before any upstream call: each prompt is one
-    call, each billed up to max_tokens."""
+def check_provider_spend(task: Task, inputs: Any, params: Any, limits: LimitSettings) -> None:
+    """A request toward a cloud provider is refused before any upstream call when it would make
+    more than `limits.provider_max_calls` calls (each chat or vision prompt is one call, and each
+    text of a multimodal embedding: Vertex embeds one per call) or ask prompts x max_tokens over
+    `limits.provider_max_output_tokens` (each call billed up to max_tokens)."""
+    cap, max_calls = limits.provider_max_output_tokens, limits.provider_max_calls
+    prompts = getattr(inputs, "prompts", None)
+    texts = getattr(inputs, "texts", None) if task is Task.multimodal_embedding else None
+    calls = prompts if isinstance(prompts, list) else texts
+    n = len(calls) if isinstance(calls, list) else 1
+    if max_calls is not None and n > max_calls:
+        what = "prompts" if calls is prompts else "texts"
+        raise InvalidRequest(
+            f"{n} {what} make {n} calls to a cloud provider in one request; the limit is "
+            f"{max_calls}: send at most {max_calls} per request",
+            {"limit": max_calls, what: n},
+        )
     max_tokens = getattr(params, "max_tokens", None)
     if cap is None or not isinstance(max_tokens, int):
         return
-    prompts = getattr(inputs, "prompts", None)
-    n = len(prompts) if isinstance(prompts, list) else 1
     if n * max_tokens > cap:
         raise InvalidRequest(
             f"{n} prompt(s) x max_tokens {max_tokens} = {n * max_tokens} output tokens asked of a "

@@ -49,6 +49,12 @@ class LimitSettings(BaseModel):
         description="prompts x max_tokens one chat or vision request may ask of a cloud provider "
         "(what it can spend at once; None: no cap); past it, a 400",
     )
+    provider_max_calls: int | None = Field(
+        64,
+        ge=1,
+        description="upstream calls one request may make to a cloud provider (a chat prompt is "
+        "one call, a Vertex multimodal text is one call; None: no cap); past it, a 400",
+    )
     admin_rpm: int = Field(
         120,
         ge=1,

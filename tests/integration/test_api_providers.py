@@ -339,3 +339,31 @@ def test_prompts_times_max_tokens_toward_a_provider_is_capped(http, service, fak
     r = post(http, service, {**body, "parameters": {"max_tokens": 2048}})  # exactly the cap
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]["responses"]) == 32 and len(fakes.openai.requests) == 32
+
+
+def test_upstream_calls_per_request_are_capped(http, service, fakes):
+    """limits.provider_max_calls (64): each chat prompt, and each text of a Vertex multimodal
+    embedding, is one upstream call; more in one request is a 400 before any call is made."""
+    before_openai, before_vertex = len(fakes.openai.requests), len(fakes.vertex.requests)
+    chat = {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "inputs": {"prompts": [f"q{i}" for i in range(65)]},
+        "parameters": {"max_tokens": 1},
+    }
+    r = post(http, service, chat)
+    assert_error(r, 400)
+    assert r.json()["error"]["details"] == {"limit": 64, "prompts": 65}
+    vertex = {
+        "provider": "google",
+        "model": "multimodalembedding",
+        "inputs": {"texts": [f"text {i}" for i in range(65)]},
+    }
+    r = post(http, service, vertex)
+    assert_error(r, 400)
+    assert r.json()["error"]["details"] == {"limit": 64, "texts": 65}
+    assert len(fakes.openai.requests) == before_openai  # refused before any upstream call
+    assert len(fakes.vertex.requests) == before_vertex
+    r = post(http, service, {**vertex, "inputs": {"texts": ["a", "b", "c"]}})
+    assert r.status_code == 200 and len(r.json()["data"]["embeddings"]) == 3, r.text
+    assert len(fakes.vertex.requests) == before_vertex + 3
