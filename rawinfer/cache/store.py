@@ -148,6 +148,7 @@ class SemanticStore:
             self._evict(next(iter(self.by_namespace[namespace])))  # its own oldest, not another's
         while len(self.entries) >= self.max_entries:
             self._evict(next(iter(self.entries)))
+        part = self.partitions.get(partition)  # an eviction may have emptied and dropped it
         if part is None:
             part = self.partitions[partition] = Partition(partition, v.size, *self._hnsw)
         entry = Entry(

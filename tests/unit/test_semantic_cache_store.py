@@ -197,6 +197,14 @@ def test_a_namespace_at_its_quota_evicts_its_own_entries_never_another_s(tmp_pat
     assert len(store) == 3
 
 
+def test_an_entry_added_after_its_partition_was_evicted_empty_is_found():
+    for store in (SemanticStore(100, namespace_max_entries=1), SemanticStore(max_entries=1)):
+        store.add("p", "ns", "t", vec(1, 0, 0), {"i": 1})
+        second = store.add("p", "ns", "t", vec(0, 1, 0), {"i": 2})  # evicts the only other one
+        entry, _ = store.nearest("p", vec(0, 1, 0))
+        assert entry.id == second.id and list(store.partitions) == ["p"]
+
+
 def test_concurrent_misses_of_one_prompt_add_one_entry():
     cache = SemanticCache(SemanticCacheSettings())
     assert cache.add("p", "ns", "t", vec(0.6, 0.8), {"data": 1})["added"] is True
