@@ -72,7 +72,13 @@ def start(app, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
     """Serves `app`'s admin routes on host:port from the running loop (the replica's)."""
     sock = bind(host, port)
     config = uvicorn.Config(
-        AdminOnly(app), lifespan="off", log_level="warning", access_log=False, log_config=None
+        AdminOnly(app),
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,  # nothing here trusts a forwarded address
+        limit_concurrency=64,  # past it a 503 from uvicorn, not an unbounded queue
     )
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))

@@ -20,9 +20,8 @@ def _pattern(validator, pattern, instance, schema):
         return
     try:
         found = regex.search(pattern, instance, timeout=PATTERN_TIMEOUT_S)
-    except TimeoutError:
-        yield ValidationError(f"pattern {pattern[:80]!r} took too long to match")
-        return
+    except TimeoutError:  # raised, not yielded: the whole validation stops at the first one
+        raise _PatternFailed(f"pattern {pattern[:80]!r} took too long to match") from None
     except regex.error:
         yield ValidationError(f"pattern {pattern[:80]!r} is not a valid regular expression")
         return
@@ -31,7 +30,8 @@ def _pattern(validator, pattern, instance, schema):
 
 
 class _PatternFailed(Exception):
-    """A `patternProperties` key that took too long or does not compile: the schema's fault."""
+    """A pattern that took too long (or a `patternProperties` key that does not compile): the
+    schema's fault and the end of the validation: the bound is per validation, not per branch."""
 
 
 def _matches(pattern: str, text: str) -> bool:
